@@ -1,0 +1,82 @@
+"""Decode call recordings (anything PyAV reads) into 16 kHz float32 channels.
+
+Telephone recordings arrive as 8 kHz µ-law WAV, MP3, AMR, FLAC...; Whisper wants 16 kHz
+mono float32.  Stereo calls keep their channels apart (agent and customer); passing
+a stereo file straight to faster-whisper would downmix and lose who said what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from faster_whisper.audio import decode_audio
+
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".amr", ".ogg", ".opus", ".aac", ".wma")
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """A recording can't be decoded; the message is meant for the compliance officer."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    channels: int
+    sample_rate: int
+    duration_s: float
+    codec: str
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def probe(path: Path) -> AudioInfo:
+    """Read the container header: channels, rate, duration.  Raises AudioError."""
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise AudioError("no audio stream in the file")
+            stream = streams[0]
+            channels = stream.codec_context.channels or stream.channels
+            rate = stream.codec_context.sample_rate or stream.rate
+            duration = 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            return AudioInfo(int(channels), int(rate), duration, stream.codec_context.name)
+    except AudioError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise AudioError(f"not a readable audio file ({type(exc).__name__}: {exc})") from exc
+
+
+def load_channels(path: Path, info: AudioInfo) -> list[np.ndarray]:
+    """Decode to one 16 kHz float32 array per channel (stereo), or one array (mono).
+
+    Recordings with more than two channels are downmixed to mono: no dialer convention
+    tells which of six channels is the agent.
+    """
+    try:
+        if info.channels == 2:
+            left, right = decode_audio(str(path), sampling_rate=SAMPLE_RATE, split_stereo=True)
+            channels = [left, right]
+        else:
+            channels = [decode_audio(str(path), sampling_rate=SAMPLE_RATE)]
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise AudioError(f"audio could not be decoded ({type(exc).__name__}: {exc})") from exc
+    if not channels or channels[0].size == 0:
+        raise AudioError("the file decodes to no audio samples")
+    return channels

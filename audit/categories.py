@@ -1,0 +1,23 @@
+"""The fixed vocabularies used everywhere: finding categories, severities, speakers."""
+
+CATEGORIES: tuple[str, ...] = (
+    "threat",
+    "insult",
+    "harassment",
+    "third_party_disclosure",
+    "impersonation",
+    "false_legal_claim",
+    "inducement_to_borrow",
+    "pii_exposure",
+    "missing_disclosure",
+    "contact_time",
+    "contact_frequency",
+    "other",
+)
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+
+# Weights used for call risk scores; kept here so SQL views and Python agree.
+SEVERITY_WEIGHT: dict[str, int] = {"low": 1, "medium": 3, "high": 6, "critical": 10}
+
+SPEAKERS: tuple[str, ...] = ("agent", "customer", "unknown")

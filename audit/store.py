@@ -1,0 +1,198 @@
+"""DuckDB storage: schema and views from ``sql/``, one transaction per call.
+
+DuckDB allows one writing process per file, so exactly one process (the flow's)
+opens the database for writing; workers hand it ``CallResult`` objects.  Each call
+is replaced as a whole (delete + insert in one transaction), which makes a re-run
+idempotent and a crash harmless: a call is either fully stored or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from audit.pipeline import CallResult
+
+SQL_DIR = Path(os.environ.get("CALLAUDIT_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+
+
+class StoreError(RuntimeError):
+    """The database can't be opened or written; the message says why."""
+
+
+def extension_dir() -> str | None:
+    """Offline DuckDB extensions shipped as PyPI wheels (duckdb-ext-*)."""
+    try:
+        import duckdb_ext  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    base = Path(next(iter(duckdb_ext.__path__))) / "extensions"
+    return str(base) if base.is_dir() else None
+
+
+def read_sql(name: str) -> str:
+    return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+def view_files() -> list[Path]:
+    return sorted((SQL_DIR / "views").glob("*.sql"))
+
+
+def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the audit database with schema and views applied."""
+    db = Path(db)
+    config: dict[str, str] = {}
+    ext = extension_dir()
+    if ext:
+        config["extension_directory"] = ext
+    if not read_only:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not db.exists()
+    old_umask = os.umask(0o077)  # debtors' words: readable by the owner only
+    try:
+        con = duckdb.connect(str(db), read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "lock" in msg.lower():
+            first_line = msg.splitlines()[0]
+            raise StoreError(
+                f"{db} is in use by another process (DuckDB allows one writer): {first_line}"
+            ) from exc
+        raise StoreError(f"cannot open {db}: {msg.splitlines()[0]}") from exc
+    finally:
+        os.umask(old_umask)
+    if new_file and db.exists():
+        os.chmod(db, 0o600)
+    if not read_only:
+        apply_schema(con)
+    return con
+
+
+def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(read_sql("schema.sql"))
+    for view in view_files():
+        con.execute(view.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class PriorAudit:
+    call_id: str
+    sha256: str
+    status: str
+    model: str | None
+    rules_version: str | None
+
+
+def prior_audits(con: duckdb.DuckDBPyConnection) -> dict[str, PriorAudit]:
+    """Audited recordings by content hash (a renamed copy has the same hash)."""
+    rows = con.execute(
+        "SELECT call_id, sha256, status, model, rules_version FROM calls WHERE sha256 IS NOT NULL"
+    ).fetchall()
+    return {r[1]: PriorAudit(*r) for r in rows}
+
+
+_CALL_COLUMNS = (
+    "call_id",
+    "source_path",
+    "sha256",
+    "duration_s",
+    "channels",
+    "sample_rate",
+    "codec",
+    "status",
+    "error",
+    "model",
+    "rules_version",
+    "audited_at",
+    "processing_s",
+)
+
+
+def write_call(con: duckdb.DuckDBPyConnection, result: CallResult) -> None:
+    """Replace everything stored for this call, atomically."""
+    values = [getattr(result, c) for c in _CALL_COLUMNS]
+    placeholders = ", ".join("?" for _ in _CALL_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS if c != "call_id")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM findings WHERE call_id = ?", [result.call_id])
+        con.execute("DELETE FROM utterances WHERE call_id = ?", [result.call_id])
+        con.execute(
+            f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (call_id) DO UPDATE SET {updates}",
+            values,
+        )
+        if result.utterances:
+            con.executemany(
+                "INSERT INTO utterances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    [
+                        result.call_id,
+                        u.idx,
+                        u.speaker,
+                        u.start_s,
+                        u.end_s,
+                        u.text,
+                        u.raw_text,
+                        u.avg_logprob,
+                        u.no_speech_prob,
+                        u.asr_flag,
+                    ]
+                    for u in result.utterances
+                ],
+            )
+        write_findings(con, result.findings, result.rules_version)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_version: str) -> None:
+    rows = [
+        [
+            f.finding_id,
+            f.call_id,
+            f.rule_id,
+            f.category,
+            f.severity,
+            f.speaker,
+            f.utterance_idx,
+            f.start_s,
+            f.end_s,
+            f.text,
+            f.match,
+            f.char_start,
+            f.char_end,
+            f.via,
+            f.citation,
+            rules_version,
+        ]
+        for f in findings
+    ]
+    if rows:
+        con.executemany(
+            "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, speaker, "
+            "utterance_idx, start_s, end_s, text, match, char_start, char_end, via, citation, "
+            "rules_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (finding_id) DO NOTHING",
+            rows,
+        )
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("calls", "utterances", "findings", "reviews")
+    }
+
+
+def findings_by_category(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute(
+        "SELECT category, count(*) FROM findings GROUP BY category ORDER BY count(*) DESC, category"
+    ).fetchall()
+    return dict(rows)

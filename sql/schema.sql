@@ -1,0 +1,82 @@
+-- callaudit storage: one DuckDB file holds calls, utterances and findings.
+-- Created with IF NOT EXISTS so opening an existing database is harmless.
+
+CREATE TABLE IF NOT EXISTS calls (
+    call_id          VARCHAR PRIMARY KEY,   -- file name without extension, or the manifest's id
+    source_path      VARCHAR,               -- where the recording was read from (NULL: no recording)
+    sha256           VARCHAR,               -- content hash: identifies a recording across renames
+    duration_s       DOUBLE,
+    channels         INTEGER,
+    sample_rate      INTEGER,
+    codec            VARCHAR,
+    status           VARCHAR NOT NULL,      -- ok | failed | no_recording
+    error            VARCHAR,               -- readable reason when status = failed
+    model            VARCHAR,               -- ASR model that produced the utterances
+    rules_version    VARCHAR,               -- rule catalogue version that produced the findings
+    audited_at       TIMESTAMPTZ,
+    processing_s     DOUBLE,
+    -- call-detail record fields (from --manifest), NULL when unknown
+    agent_id         VARCHAR,
+    debtor_id        VARCHAR,
+    callee_number    VARCHAR,
+    callee_relation  VARCHAR,               -- debtor | third_party | unknown
+    started_at       TIMESTAMPTZ,
+    timezone         VARCHAR,               -- IANA zone of the debtor (from the offset or manifest)
+    direction        VARCHAR,
+    answered         BOOLEAN
+);
+
+CREATE TABLE IF NOT EXISTS utterances (
+    call_id          VARCHAR NOT NULL,
+    idx              INTEGER NOT NULL,      -- order in the call (both channels merged by time)
+    speaker          VARCHAR NOT NULL,      -- agent | customer | unknown
+    start_s          DOUBLE NOT NULL,
+    end_s            DOUBLE NOT NULL,
+    text             VARCHAR NOT NULL,      -- simplified, normalised (PII masked by default)
+    raw_text         VARCHAR NOT NULL,      -- what Whisper said
+    avg_logprob      DOUBLE,
+    no_speech_prob   DOUBLE,
+    asr_flag         VARCHAR,               -- phantom | no_speech | repetition: ignored by detection
+    PRIMARY KEY (call_id, idx)
+);
+
+CREATE TABLE IF NOT EXISTS findings (
+    finding_id       VARCHAR PRIMARY KEY,   -- stable: hash of call, rule and position
+    call_id          VARCHAR NOT NULL,
+    rule_id          VARCHAR NOT NULL,
+    category         VARCHAR NOT NULL,
+    severity         VARCHAR NOT NULL,      -- low | medium | high | critical
+    speaker          VARCHAR,
+    utterance_idx    INTEGER,
+    start_s          DOUBLE,
+    end_s            DOUBLE,
+    text             VARCHAR,               -- the evidence: the utterance as stored
+    match            VARCHAR,               -- the words that matched
+    char_start       INTEGER,
+    char_end         INTEGER,
+    via              VARCHAR,               -- text | pinyin | validator | regex | call | sql
+    citation         VARCHAR NOT NULL,      -- regulation clause the rule rests on
+    rules_version    VARCHAR,
+    created_at       TIMESTAMPTZ DEFAULT now()
+);
+
+-- Reviewers' verdicts. Keyed by the stable finding id, so they survive re-audits.
+CREATE TABLE IF NOT EXISTS reviews (
+    finding_id       VARCHAR PRIMARY KEY,
+    verdict          VARCHAR NOT NULL,      -- confirmed | false_positive
+    note             VARCHAR,
+    reviewer         VARCHAR,
+    reviewed_at      TIMESTAMPTZ DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id           VARCHAR PRIMARY KEY,
+    started_at       TIMESTAMPTZ,
+    finished_at      TIMESTAMPTZ,
+    inbox            VARCHAR,
+    audited          INTEGER,
+    skipped          INTEGER,
+    failed           INTEGER,
+    model            VARCHAR,
+    rules_version    VARCHAR
+);

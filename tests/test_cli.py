@@ -1,0 +1,53 @@
+"""The real ``callaudit`` entry point, driven the way tools and evaluations drive it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+
+def run(cli, args, stdin=""):
+    return subprocess.run([*cli, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def test_detect_follows_the_json_lines_contract(cli, tmp_path):
+    lines = [
+        {"id": "a", "text": "我们不会上门", "speaker": "agent"},
+        {"id": "b", "text": "你这个老賴，明天我们就上门", "speaker": "agent"},
+        {"id": 3, "text": "你们是不是要上门？", "speaker": "customer"},
+        {"id": "d", "text": "法院已经立案了"},
+    ]
+    proc = run(cli, ["detect"], "\n".join(json.dumps(x, ensure_ascii=False) for x in lines))
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["a", "b", 3, "d"]
+    assert out[0]["findings"] == [] and out[2]["findings"] == []
+    b = out[1]["findings"]
+    assert {f["category"] for f in b} == {"threat", "insult"}
+    for f in b:
+        assert set(f) == {"rule_id", "category", "severity", "start", "end", "match"}
+        assert lines[1]["text"][f["start"] : f["end"]] == f["match"]
+    assert out[3]["findings"][0]["category"] == "false_legal_claim"  # speaker defaults unknown
+
+
+def test_detect_reads_a_file_and_reports_bad_lines(cli, tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"id": 1, "text": "你就是个骗子"}\nnot json\n{"id": 2}\n', encoding="utf-8")
+    proc = run(cli, ["detect", str(f)])
+    assert proc.returncode == 1
+    assert len(proc.stdout.splitlines()) == 1
+    assert "line 2" in proc.stderr and "line 3" in proc.stderr
+
+
+def test_explain_shows_a_suppressed_match_and_its_reason(cli):
+    proc = run(cli, ["explain", "请放心，我们不会上门"])
+    assert proc.returncode == 0
+    assert "suppressed CN-THR-VISIT" in proc.stdout
+    assert "because negation: 不会" in proc.stdout
+    assert "tokens:" in proc.stdout
+
+
+def test_every_command_has_help(cli):
+    for cmd in ["audit", "detect", "explain", "rules"]:
+        proc = run(cli, [cmd, "--help"])
+        assert proc.returncode == 0 and "usage: callaudit" in proc.stdout
