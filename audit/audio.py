@@ -8,6 +8,7 @@ a stereo file straight to faster-whisper would downmix and lose who said what.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,46 @@ def load_channels(path: Path, info: AudioInfo) -> list[np.ndarray]:
     if not channels or channels[0].size == 0:
         raise AudioError("the file decodes to no audio samples")
     return channels
+
+
+# Beyond this, recordings are decoded and transcribed window by window, so memory stays
+# bounded (a 3-hour stereo call would be ~1.4 GB as float32 in one piece).
+LONG_RECORDING_S = 20 * 60
+WINDOW_S = 10 * 60
+
+
+def iter_windows(
+    path: Path, info: AudioInfo, window_s: float = WINDOW_S
+) -> Iterator[tuple[float, list[np.ndarray]]]:
+    """Stream-decode a long recording: yield (offset seconds, channels) per window."""
+    layout = "stereo" if info.channels == 2 else "mono"
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
+    window = int(window_s * SAMPLE_RATE)
+    pending: list[np.ndarray] = []
+    pending_n = 0
+    offset = 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = container.streams.audio[0]
+            frames = (f for packet in container.demux(stream) for f in _decode(packet))
+            for frame in (*frames, None):
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().astype(np.float32, copy=False)
+                    pending.append(block)
+                    pending_n += block.shape[1]
+                    while pending_n >= window:
+                        merged = np.concatenate(pending, axis=1)
+                        yield offset / SAMPLE_RATE, list(merged[:, :window])
+                        offset += window
+                        pending, pending_n = [merged[:, window:]], merged.shape[1] - window
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"audio could not be decoded ({type(exc).__name__}: {exc})") from exc
+    if pending_n:
+        yield offset / SAMPLE_RATE, list(np.concatenate(pending, axis=1))
+
+
+def _decode(packet: av.Packet) -> list[av.AudioFrame]:
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        return []  # one corrupt packet in hours of audio: skip it, keep the rest

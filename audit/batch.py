@@ -6,7 +6,6 @@ incremental skipping and the summary mean the same thing everywhere.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -160,7 +159,3 @@ def format_summary(summary: dict) -> str:
     for call_id, error in summary["failures"]:
         lines.append(f"  FAILED {call_id}: {error}")
     return "\n".join(lines)
-
-
-def print_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

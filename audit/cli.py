@@ -31,16 +31,30 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=5, help="beam size (default 5; 1 is faster)")
 
 
+def _add_encryption_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encryption-key-env",
+        metavar="VAR",
+        help="encrypt the DuckDB file at rest with the key in environment variable VAR "
+        "(the file then can't be opened without it)",
+    )
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from audit.batch import format_summary
+    from audit.contact import format_checks
+    from audit.manifest import ManifestError
     from audit.model import ModelError
+    from audit.policy import PolicyError, overrides_from_args
     from audit.store import StoreError
 
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
-    from flows.audit_flow import audit_inbox  # imports Prefect: only here
+    from flows.runner import run_audit  # imports Prefect: only here
 
     try:
-        summary = audit_inbox(
+        summary = run_audit(
+            processes=args.processes,
+            dask_address=args.dask_address,
             inbox=args.inbox,
             db=args.db,
             model=args.model,
@@ -52,15 +66,62 @@ def cmd_audit(args: argparse.Namespace) -> int:
             channel_roles=args.channels,
             workers=args.workers,
             force=args.force,
+            manifest=args.manifest,
+            policy=args.policy,
+            policy_overrides=overrides_from_args(args),
+            encryption_key_env=args.encryption_key_env,
         )
-    except (ModelError, StoreError, FileNotFoundError) as exc:
+    except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(format_summary(summary))
+    print(format_checks(summary))
     if args.json_summary:
         with open(args.json_summary, "w", encoding="utf-8") as f:
             json.dump(summary, f, ensure_ascii=False, indent=2)
-    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+    rejected_rows = (summary.get("manifest") or {}).get("errors")
+    return EXIT_SOME_FAILED if summary["failed"] or rejected_rows else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve  # imports Prefect: only here
+
+    params = {
+        "inbox": str(os.path.abspath(args.inbox)),
+        "db": str(os.path.abspath(args.db)),
+        "rules": args.rules,
+        "pii": args.pii,
+        "beam_size": args.beam_size,
+        "device": args.device,
+        "compute_type": args.compute_type or ("float16" if args.device == "cuda" else "int8"),
+    }
+    if args.model:
+        params["model"] = args.model
+    if args.encryption_key_env:  # the variable's name; the served process needs it set
+        params["encryption_key_env"] = args.encryption_key_env
+    serve(args.cron, args.timezone, port=args.port, name=args.name, **params)
+    return EXIT_OK
+
+
+def cmd_reaudit(args: argparse.Namespace) -> int:
+    from audit import store
+    from audit.reaudit import reaudit
+
+    try:
+        key = store.key_from_env(args.encryption_key_env)
+        con = store.connect(args.db, encryption_key=key)
+    except store.StoreError as exc:
+        print(f"callaudit: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        s = reaudit(con, rules=args.rules, force=args.force)
+    finally:
+        con.close()
+    print(
+        f"re-audited {s.calls} calls ({s.utterances} utterances) with rules {s.rules_version} "
+        f"in {s.seconds:.2f} s; findings {s.findings_before} -> {s.findings_after}"
+    )
+    return EXIT_OK
 
 
 def _read_jsonl(path: str | None):
@@ -129,6 +190,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from audit.evaluate import LabelledFileError, evaluate_file, format_report
+
+    try:
+        report = evaluate_file(args.file, args.rules)
+    except (LabelledFileError, OSError) as exc:
+        print(f"callaudit eval: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        out = report.as_dict()
+        if not args.mistakes:
+            out.pop("mistakes")
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, show_mistakes=args.mistakes))
+    return EXIT_OK
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from audit.rules import load_catalogue
 
@@ -142,7 +221,86 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from audit import store
+    from audit.review import ReviewError, record_review, rule_precision
+
+    try:
+        key = store.key_from_env(args.encryption_key_env)
+        con = store.connect(args.db, encryption_key=key)
+    except store.StoreError as exc:
+        print(f"callaudit: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        r = record_review(con, args.finding_id, args.verdict, args.note, args.reviewer)
+        precision, reviewed = rule_precision(con, r.rule_id)
+    except ReviewError as exc:
+        print(f"callaudit review: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        con.close()
+    print(f"{r.finding_id} ({r.rule_id}, call {r.call_id}): {r.verdict} by {r.reviewer}")
+    print(f"{r.rule_id}: reviewed precision {precision:.0%} over {reviewed} reviewed finding(s)")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audit.report import Period, export, render_report
+    from audit.store import StoreError, key_from_env
+
+    period = Period(args.date_from, args.date_to)
+    try:
+        key = key_from_env(args.encryption_key_env)
+        if args.format == "html":
+            written = [render_report(args.db, args.out, period, top=args.top, encryption_key=key)]
+        else:
+            written = export(args.db, args.out, args.format, period, encryption_key=key)
+    except StoreError as exc:
+        print(f"callaudit report: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
+def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
+    from datetime import date
+
+    p = sub.add_parser(
+        "review",
+        help="record a reviewer's verdict on a finding",
+        description="Mark a finding confirmed or false_positive (replacing an earlier verdict). "
+        "Verdicts survive re-audits; rule_stats shows each rule's reviewed precision.",
+    )
+    p.add_argument("finding_id", help="the finding's id (see the violations view)")
+    p.add_argument("--db", required=True, help="the audit DuckDB file")
+    p.add_argument("--verdict", required=True, choices=("confirmed", "false_positive"))
+    p.add_argument("--note", help="why (free text)")
+    p.add_argument("--reviewer", help="who reviewed (default: the login name)")
+    _add_encryption_arg(p)
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser(
+        "report",
+        help="compliance report (HTML) or the tables behind it (CSV/Parquet)",
+        description="Read the audit database read-only and write one self-contained HTML "
+        "report (charts, agent scorecard, highest-risk calls with evidence), or with "
+        "--format csv|parquet the tables and views of the period into the folder --out.",
+    )
+    p.add_argument("--db", required=True, help="the audit DuckDB file")
+    p.add_argument("--out", required=True, help="HTML file, or folder for csv/parquet")
+    day = date.fromisoformat
+    p.add_argument("--from", dest="date_from", type=day, help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", type=day, help="last day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--format", choices=("html", "csv", "parquet"), default="html")
+    p.add_argument("--top", type=int, default=10, help="highest-risk calls shown (default 10)")
+    _add_encryption_arg(p)
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from audit.policy import add_policy_args  # light: PyYAML only
+
     parser = argparse.ArgumentParser(
         prog="callaudit",
         description="Audit recorded debt-collection calls: transcribe offline with Whisper, "
@@ -175,9 +333,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="mask ID/bank/phone numbers in stored text (default) or keep them",
     )
     p.add_argument("--workers", type=int, default=1, help="calls transcribed at once (threads)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="run calls on a local Dask cluster of N worker processes",
+    )
+    p.add_argument(
+        "--dask-address",
+        default=None,
+        help="run calls on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(workers need callaudit installed and PREFECT_API_URL set)",
+    )
     p.add_argument("--force", action="store_true", help="re-audit recordings already audited")
+    _add_encryption_arg(p)
     p.add_argument("--json-summary", help="also write the summary as JSON to this file")
+    p.add_argument(
+        "--manifest",
+        help="call-detail CSV: call_id, recording, agent_id, debtor_id, callee_number, "
+        "callee_relation, started_at, duration_s, direction[, answered, timezone]",
+    )
+    add_policy_args(p)
     p.set_defaults(func=cmd_audit)
+    _add_review_report_parsers(sub)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the audit every night on a schedule (Prefect)",
+        description="Serve the audit flow as a Prefect deployment with a cron schedule. "
+        "Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (its UI "
+        "address is printed) and stopped with serve. Stop with Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--inbox", required=True, help="folder of call recordings")
+    p.add_argument("--db", required=True, help="DuckDB file")
+    p.add_argument("--cron", default="0 2 * * *", help='cron expression (default "0 2 * * *")')
+    p.add_argument("--timezone", default="Asia/Shanghai", help="IANA time zone of the schedule")
+    p.add_argument("--name", default="nightly", help="deployment name (default nightly)")
+    p.add_argument("--port", type=int, default=4200, help="port of the local Prefect server")
+    _add_model_args(p)
+    p.add_argument("--rules", default="cn")
+    p.add_argument("--pii", choices=("mask", "keep"), default="mask")
+    _add_encryption_arg(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "reaudit",
+        help="re-run detection on stored utterances (no Whisper)",
+        description="After a rule catalogue change: recompute findings from the utterances "
+        "already in the database, call by call, keeping reviews. Only calls audited with "
+        "another catalogue version are redone unless --force.",
+    )
+    p.add_argument("--db", required=True)
+    p.add_argument("--rules", default="cn")
+    p.add_argument("--force", action="store_true", help="redo every call")
+    _add_encryption_arg(p)
+    p.set_defaults(func=cmd_reaudit)
 
     p = sub.add_parser(
         "detect",
@@ -202,6 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callee", default="unknown", choices=("debtor", "third_party", "unknown"))
     p.add_argument("--rules", default="cn")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "eval",
+        help="score the detector on a labelled JSON Lines file",
+        description='Read JSON Lines like `detect` input plus "labels" (the categories a '
+        "reviewer assigns; [] = compliant) and optional call_id/start_s (turns of one "
+        "call, for call-level rules); print precision, recall and F1 per category and "
+        'for "any violation" (an utterance with >= 1 label vs >= 1 finding).',
+    )
+    p.add_argument("file", help="labelled JSON Lines file, e.g. eval/dev.jsonl")
+    p.add_argument("--rules", default="cn", help="policy pack or rule YAML file")
+    p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    p.add_argument(
+        "--mistakes", action="store_true", help="also list utterances whose findings differ"
+    )
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rules", help="list the rule catalogue with citations")
     p.add_argument("--rules", default="cn")

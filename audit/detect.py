@@ -1,10 +1,15 @@
 """The detector: rule catalogue × utterance text → findings, with reasons for what it suppressed.
 
 Matching is term lookup on the canonical text (plus pinyin for terms marked ``~``),
-then context checks driven by jieba tokens: negation scope, lawful framing
-(``unless``), quotation, questions, the speaker's role and the callee's relation.
-Everything the detector decides is kept on the ``Hit`` so ``callaudit explain`` can
-show why a match was or wasn't reported.
+then context checks driven by jieba tokens: the speaker's role and the callee's
+relation, quotation and reported speech (听说, 所谓, 这个说法), lawful framing
+(``unless``), negation scope, a question answered no at once, and questions where a
+rule says so.  Everything the detector decides is kept on the ``Hit`` so
+``callaudit explain`` can show why a match was or wasn't reported.
+
+Speed: a catalogue is compiled once (first-character and first-syllable indexes, term
+-> pattern slots), so a text is scanned once and only patterns with every slot filled
+are matched; tokens, windows and quotes are computed only when a match needs them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,11 +32,15 @@ jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not audi
 
 _SENTENCE_END = re.compile(r"[。！？!?\n]|\.(?!\d)")
 _CLAUSE_END = re.compile(r"[，,、；;：:\s…—]")
+_CLAUSE_OR_SENTENCE_END = re.compile(f"{_SENTENCE_END.pattern}|{_CLAUSE_END.pattern}")
 _QUOTES = {"“": "”", "「": "」", "『": "』", '"': '"', "‘": "’"}
 NEGATION_WINDOW_TOKENS = 6
+MENTION_WINDOW_CHARS = 8  # how far after a word 这个说法 may follow it
 # A pronoun after these is an object (把你的照片…), not the subject of a new predicate.
 _OBJECT_MARKERS = frozenset("把 将 给 对 让 跟 和 向 找 告诉 联系 帮 替 被".split())
 _PRONOUNS = frozenset("我 你 他 她 我们 你们 他们 她们 您".split())
+_WARNING_CUES = frozenset("别 不要 千万别 可别 最好别".split())
+_CAUSATIVES = frozenset("让 逼 叫 等 害".split())
 
 
 @dataclass(frozen=True)
@@ -108,61 +118,220 @@ class CallHit:
     match: str
 
 
+class _Compiled:
+    """What a catalogue needs per text, prepared once per detector.
+
+    Looking every term up in every text was most of the detector's cost; instead a
+    text is scanned once for the first characters (and first pinyin syllables) of
+    terms, and only patterns whose every slot has an occurrence are matched.
+    """
+
+    def __init__(self, catalogue: Catalogue):
+        texts: set[str] = set()
+        pinyin_terms: set[str] = set()
+        for rule in (*catalogue.rules, *catalogue.call_rules):
+            for pattern in rule.patterns:
+                for slot in pattern.slots:
+                    for term in slot:
+                        texts.add(term.text)
+                        if term.pinyin and len(term.text) >= 2:
+                            pinyin_terms.add(term.text)
+        by_first: dict[str, list[str]] = {}
+        for t in sorted(texts):
+            if t:
+                by_first.setdefault(t[0], []).append(t)
+        self.by_first_char = {ch: tuple(ts) for ch, ts in by_first.items()}
+        by_syllable: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        for t in sorted(pinyin_terms):
+            syllables = phonetic.term_syllables(t)
+            if len(syllables) == len(t):  # else pinyin alignment would be wrong
+                by_syllable.setdefault(syllables[0], []).append((t, syllables))
+        self.by_first_syllable = {s: tuple(v) for s, v in by_syllable.items()}
+        # Per slot: which literal / pinyin-matched term texts make it non-empty.
+        self.slot_keys: dict[int, tuple[tuple[frozenset[str], frozenset[str]], ...]] = {}
+        # Inverted: term text -> the (pattern, slot) places it fills, so a text's found
+        # terms name the few patterns worth matching (every slot filled), not all of them.
+        self.places_literal: dict[str, list[tuple[int, int]]] = {}
+        self.places_pinyin: dict[str, list[tuple[int, int]]] = {}
+        self.n_slots: dict[int, int] = {}
+        self.always: set[int] = set()  # regex and entity patterns: no terms to index
+        for rule in (*catalogue.rules, *catalogue.call_rules):
+            for pattern in rule.patterns:
+                key = id(pattern)
+                if not pattern.slots:
+                    self.always.add(key)
+                    continue
+                self.n_slots[key] = len(pattern.slots)
+                self.slot_keys[key] = tuple(
+                    (
+                        frozenset(t.text for t in slot),
+                        frozenset(t.text for t in slot if t.pinyin and len(t.text) >= 2),
+                    )
+                    for slot in pattern.slots
+                )
+                for i, (literal, by_sound) in enumerate(self.slot_keys[key]):
+                    for t in literal:
+                        self.places_literal.setdefault(t, []).append((key, i))
+                    for t in by_sound:
+                        self.places_pinyin.setdefault(t, []).append((key, i))
+
+
 class _TextIndex:
-    """Per-text lookups shared by all rules: windows, tokens, term occurrences."""
+    """Per-text lookups shared by all rules: windows, tokens, term occurrences.
+
+    Everything but the term scan is computed on first use: most utterances match no
+    pattern, and then neither tokens nor windows are needed.
+    """
 
     def __init__(self, detector: Detector, text: str):
         self.detector = detector
         self.text = text
         self.canonical = canonical_aligned(text)
-        self.clause_id = _segment_ids(self.canonical, clause=True)
-        self.sentence_id = _segment_ids(self.canonical, clause=False)
-        self.tokens = [
-            (w, s, e) for w, s, e in detector.tokenizer.tokenize(self.canonical, HMM=False)
-        ]
-        self.in_quote = _quote_mask(self.canonical)
+        compiled = detector.compiled
+        canonical = self.canonical
+        literal: dict[str, list[int]] = {}
+        for ch in set(canonical):
+            for t in compiled.by_first_char.get(ch, ()):
+                i = canonical.find(t)
+                if i == -1:
+                    continue
+                starts = []
+                while i != -1:
+                    starts.append(i)
+                    i = canonical.find(t, i + 1)
+                literal[t] = starts
+        self.literal = literal
+        self.homophone = self._scan_pinyin(compiled) if compiled.by_first_syllable else {}
         self._occ: dict[Term, list[Occurrence]] = {}
-        self._pinyin: tuple[list[frozenset[str]], dict[str, list[int]]] | None = None
+        self._slot_occ: dict[int, list[Occurrence]] = {}  # slots live as long as the catalogue
+        self._tokens: list[tuple[str, int, int]] | None = None
+        self._token_clauses: list[int] | None = None
+        self._clause_ends: list[int] | None = None
+        self._sentence_ends: list[int] | None = None
+        self._in_quote: list[bool] | None = None
+        self._digit_runs: list[tuple[int, int, str]] | None = None
+
+    def _scan_pinyin(self, compiled: _Compiled) -> dict[str, list[int]]:
+        """Start positions where a pinyin term reads alike but is not literally there."""
+        canonical = self.canonical
+        readings = [phonetic.char_readings(ch) for ch in canonical]
+        n = len(readings)
+        found: dict[str, list[int]] = {}
+        by_first = compiled.by_first_syllable
+        for start, rs in enumerate(readings):
+            for r in rs:
+                for t, syllables in by_first.get(r, ()):
+                    k = len(syllables)
+                    if start + k > n or canonical.startswith(t, start):
+                        continue
+                    if all(syllables[j] in readings[start + j] for j in range(1, k)):
+                        found.setdefault(t, []).append(start)
+        return found
+
+    # -- lazily built views ------------------------------------------------------------
+    @property
+    def tokens(self) -> list[tuple[str, int, int]]:
+        if self._tokens is None:
+            self._tokens = list(self.detector.tokenizer.tokenize(self.canonical, HMM=False))
+        return self._tokens
+
+    @property
+    def in_quote(self) -> list[bool]:
+        if self._in_quote is None:
+            self._in_quote = _quote_mask(self.canonical)
+        return self._in_quote
+
+    @property
+    def digit_runs(self) -> list[tuple[int, int, str]]:
+        if self._digit_runs is None:
+            self._digit_runs = pii.digit_runs(self.canonical)
+        return self._digit_runs
+
+    def _ends(self, window: str) -> list[int]:
+        if window == "clause":
+            if self._clause_ends is None:
+                self._clause_ends = [
+                    m.start() for m in _CLAUSE_OR_SENTENCE_END.finditer(self.canonical)
+                ]
+            return self._clause_ends
+        if self._sentence_ends is None:
+            self._sentence_ends = [m.start() for m in _SENTENCE_END.finditer(self.canonical)]
+        return self._sentence_ends
 
     def window_id(self, window: str, pos: int) -> int:
-        if window == "utterance":
+        """Number of window ends before pos: equal ids = same clause / sentence."""
+        if window == "utterance" or not self.canonical:
             return 0
-        ids = self.clause_id if window == "clause" else self.sentence_id
-        return ids[min(pos, len(ids) - 1)] if ids else 0
+        return bisect_left(self._ends(window), min(pos, len(self.canonical) - 1))
+
+    def token_clause(self, i: int) -> int:
+        if self._token_clauses is None:
+            self._token_clauses = [self.window_id("clause", s) for _w, s, _e in self.tokens]
+        return self._token_clauses[i]
+
+    # -- term occurrences --------------------------------------------------------------
+    def candidate_patterns(self) -> set[int]:
+        """Keys of the term patterns whose every slot has an occurrence in this text."""
+        compiled = self.detector.compiled
+        filled: dict[int, set[int]] = {}
+        for t in self.literal:
+            for key, slot in compiled.places_literal.get(t, ()):
+                filled.setdefault(key, set()).add(slot)
+        for t in self.homophone:
+            for key, slot in compiled.places_pinyin.get(t, ()):
+                filled.setdefault(key, set()).add(slot)
+        return {key for key, slots in filled.items() if len(slots) == compiled.n_slots[key]}
+
+    def has_slot(self, keys: tuple[frozenset[str], frozenset[str]]) -> bool:
+        literal_keys, pinyin_keys = keys
+        return not literal_keys.isdisjoint(self.literal) or (
+            bool(pinyin_keys) and not pinyin_keys.isdisjoint(self.homophone)
+        )
 
     def occurrences(self, term: Term) -> list[Occurrence]:
         cached = self._occ.get(term)
         if cached is not None:
             return cached
-        found: list[Occurrence] = []
         t = term.text
-        i = self.canonical.find(t)
-        while i != -1:
-            found.append(Occurrence(i, i + len(t), t, "text"))
-            i = self.canonical.find(t, i + 1)
-        if term.pinyin and len(t) >= 2:
-            if self._pinyin is None:
-                self._pinyin = phonetic.index_text(self.canonical)
-            exact = {o.start for o in found}
-            for start in phonetic.find_homophones(t, *self._pinyin):
-                if start not in exact:
-                    found.append(Occurrence(start, start + len(t), t, "pinyin"))
+        found = [Occurrence(i, i + len(t), t, "text") for i in self.literal.get(t, ())]
+        if term.pinyin and len(t) >= 2 and t in self.homophone:
+            found += [Occurrence(i, i + len(t), t, "pinyin") for i in self.homophone[t]]
             found.sort(key=lambda o: o.start)
         self._occ[term] = found
         return found
 
     def slot_occurrences(self, slot: Sequence[Term]) -> list[Occurrence]:
+        cached = self._slot_occ.get(id(slot))
+        if cached is not None:
+            return cached
+        literal, homophone = self.literal, self.homophone
         occ: list[Occurrence] = []
         for term in slot:
-            occ.extend(self.occurrences(term))
+            # Most of a slot's terms are absent from a given text: skip them cheaply.
+            if term.text in literal or (term.pinyin and term.text in homophone):
+                occ.extend(self.occurrences(term))
         occ.sort(key=lambda o: (o.start, -(o.end - o.start)))
+        self._slot_occ[id(slot)] = occ
         return occ
 
-    def sentence_text(self, pos: int) -> str:
+    def clause_prefix(self, pos: int) -> str:
+        """The text of pos's clause up to pos."""
+        cid = self.window_id("clause", pos)
+        ends = self._ends("clause")
+        begin = ends[cid - 1] + 1 if cid > 0 else 0
+        return self.canonical[begin:pos]
+
+    def sentence_bounds(self, pos: int) -> tuple[int, int]:
+        """[begin, stop) of pos's sentence, its closing punctuation included."""
         sid = self.window_id("sentence", pos)
-        return "".join(
-            ch for ch, s in zip(self.canonical, self.sentence_id, strict=True) if s == sid
-        )
+        ends = self._ends("sentence")
+        begin = ends[sid - 1] + 1 if sid > 0 else 0
+        stop = ends[sid] + 1 if sid < len(ends) else len(self.canonical)
+        return begin, stop
+
+    def sentence_text(self, pos: int) -> str:
+        begin, stop = self.sentence_bounds(pos)
+        return self.canonical[begin:stop]
 
 
 def _breaks_scope(words: list[str], j: int, breakers: frozenset[str]) -> bool:
@@ -184,15 +353,6 @@ def _is_a_not_a(text: str, cue_start: int) -> bool:
         and text[cue_start] in "不没"
         and text[cue_start - 1] == text[cue_start + 1]
     )
-
-
-def _segment_ids(text: str, clause: bool) -> list[int]:
-    ids, current = [], 0
-    for ch in text:
-        ids.append(current)
-        if _SENTENCE_END.match(ch) or (clause and _CLAUSE_END.match(ch)):
-            current += 1
-    return ids
 
 
 def _quote_mask(text: str) -> list[bool]:
@@ -226,25 +386,43 @@ class Detector:
     def __init__(self, catalogue: Catalogue | None = None):
         self.catalogue = catalogue or load_catalogue("cn")
         vocabulary = set(self.catalogue.all_terms) | set(self.catalogue.negation_cues)
-        vocabulary |= set(self.catalogue.scope_breakers)
+        vocabulary |= set(self.catalogue.scope_breakers) | set(self.catalogue.report_cues)
         self.tokenizer = _tokenizer_for(frozenset(vocabulary))
+        self.compiled = _Compiled(self.catalogue)
 
     # -- utterance level -------------------------------------------------------------
-    def analyse(self, text: str, speaker: str = "unknown", callee: str = "unknown") -> Analysis:
-        idx = _TextIndex(self, text)
-        analysis = Analysis(text=text, canonical=idx.canonical, tokens=idx.tokens)
-        if not text.strip():
-            return analysis
+    def _hits(self, idx: _TextIndex, speaker: str, callee: str) -> list[Hit]:
+        hits: list[Hit] = []
+        if not idx.text.strip():
+            return hits
+        live = idx.candidate_patterns() | self.compiled.always
         for rule in self.catalogue.rules:
-            analysis.hits.extend(self._rule_hits(rule, idx, speaker, callee))
-        return analysis
+            patterns = [p for p in rule.patterns if id(p) in live]
+            if patterns:
+                hits.extend(self._rule_hits(rule, patterns, idx, speaker, callee))
+        return hits
+
+    def analyse(self, text: str, speaker: str = "unknown", callee: str = "unknown") -> Analysis:
+        """Every match, reported or suppressed (with why), and the tokens: for ``explain``."""
+        idx = _TextIndex(self, text)
+        hits = self._hits(idx, speaker, callee)
+        return Analysis(text=text, canonical=idx.canonical, tokens=idx.tokens, hits=hits)
 
     def detect(self, text: str, speaker: str = "unknown", callee: str = "unknown") -> list[Hit]:
-        return self.analyse(text, speaker, callee).findings
+        """The findings only; tokenises the text only when a match needs its context."""
+        idx = _TextIndex(self, text)
+        return [h for h in self._hits(idx, speaker, callee) if h.suppressed is None]
 
-    def _rule_hits(self, rule: Rule, idx: _TextIndex, speaker: str, callee: str) -> list[Hit]:
+    def _rule_hits(
+        self,
+        rule: Rule,
+        patterns: Sequence[Pattern],
+        idx: _TextIndex,
+        speaker: str,
+        callee: str,
+    ) -> list[Hit]:
         spans: list[tuple[int, int, str, list[Occurrence]]] = []
-        for pattern in rule.patterns:
+        for pattern in patterns:
             spans.extend(_pattern_spans(pattern, idx))
         hits: list[Hit] = []
         taken: list[tuple[int, int]] = []
@@ -283,8 +461,20 @@ class Detector:
             return f"speaker: rule applies to {'/'.join(sorted(rule.speakers))}, not {speaker}"
         if rule.callee == "third_party" and callee != "third_party":
             return "callee: rule applies only to calls with a third party"
-        if rule.suppress_in_quote and all(idx.in_quote[start:end]):
-            return "quote: the words are quoted, not said"
+        if rule.suppress_in_quote:
+            if all(idx.in_quote[start:end]):
+                return "quote: the words are quoted, not said"
+            # Reported or feared, not asserted: 您是担心我们会上门吗, 有人说会坐牢, 所谓黑名单.
+            prefix = idx.clause_prefix(start)
+            for cue in self.catalogue.report_cues:
+                if cue in prefix:
+                    return f"reported: {cue}"
+            # 黑名单这个说法是不准确的: the word is mentioned, not used.
+            _begin, stop = idx.sentence_bounds(start)
+            after = idx.canonical[end : min(stop, end + MENTION_WINDOW_CHARS)]
+            for marker in self.catalogue.mention_markers:
+                if marker in after:
+                    return f"mention: {marker}"
         if rule.unless:
             sentence = idx.sentence_text(start)
             for term in rule.unless:
@@ -294,6 +484,9 @@ class Detector:
             cue = self._negation_cue(idx, start, end, parts)
             if cue:
                 return f"negation: {cue}"
+            denial = self._answered_no(idx, start)
+            if denial:
+                return f"question answered no: {denial}"
         if rule.suppress_in_question and self._is_question(idx, start):
             return "question: asked, not asserted"
         return None
@@ -306,11 +499,21 @@ class Detector:
         clause = idx.window_id("clause", start)
         before = [
             t
-            for t in idx.tokens
-            if t[2] <= start and idx.window_id("clause", t[1]) == clause and t[0].strip()
+            for i, t in enumerate(idx.tokens)
+            if t[2] <= start and idx.token_clause(i) == clause and t[0].strip()
         ][-NEGATION_WINDOW_TOKENS:]
         words = [w for w, _, _ in before]
+        # A match that itself opens with 就/才/否则 (就是犯罪) starts a new predicate:
+        # 欠钱不还就是犯罪 negates the repaying, not the claim.
+        opens_predicate = any(
+            idx.canonical.startswith(b, start) for b in breakers if b not in _PRONOUNS
+        )
         for i, (word, s, _e) in enumerate(before):
+            if opens_predicate:
+                break
+            # 别让我们找上门 / 别逼我们…: a warning to the debtor ("or else"), not a denial.
+            if word in _WARNING_CUES and i + 1 < len(words) and words[i + 1] in _CAUSATIVES:
+                continue
             if (
                 word in cues
                 and not _is_a_not_a(idx.canonical, s)
@@ -325,12 +528,24 @@ class Detector:
                     return word
         return None
 
+    def _answered_no(self, idx: _TextIndex, pos: int) -> str | None:
+        """您觉得我们会去您单位吗？不会的。: the speaker asks and at once denies."""
+        denials = self.catalogue.answer_denials
+        if not denials or not self._is_question(idx, pos):
+            return None
+        ends = idx._ends("sentence")
+        sid = idx.window_id("sentence", pos)
+        if sid >= len(ends):
+            return None  # the question is the last sentence: no answer follows
+        following = idx.canonical[ends[sid] + 1 :].lstrip(" ，,。！？!?…—")
+        return next((d for d in denials if following.startswith(d)), None)
+
     def _is_question(self, idx: _TextIndex, pos: int) -> bool:
         sentence = idx.sentence_text(pos)
-        sid = idx.window_id("sentence", pos)
-        end_positions = [i for i, s in enumerate(idx.sentence_id) if s == sid]
-        last = idx.canonical[end_positions[-1]] if end_positions else ""
-        return last in "？?" or any(m in sentence for m in self.catalogue.question_markers)
+        last = sentence[-1:] if sentence else ""
+        return (last != "" and last in "？?") or any(
+            m in sentence for m in self.catalogue.question_markers
+        )
 
     # -- call level -----------------------------------------------------------------
     def detect_call(self, utterances: Sequence[UtteranceIn]) -> list[CallHit]:
@@ -374,6 +589,10 @@ class Detector:
         )
 
 
+def _blocked(gap: str, words: tuple[str, ...]) -> bool:
+    return bool(words) and any(w in gap for w in words)
+
+
 def _pattern_spans(
     pattern: Pattern, idx: _TextIndex
 ) -> Iterable[tuple[int, int, str, list[Occurrence]]]:
@@ -384,9 +603,14 @@ def _pattern_spans(
                 yield m.start(), m.end(), "regex", [occ]
         return
     if pattern.entity is not None:
-        for s, e, _digits in pii.find_entities(idx.canonical, pattern.entity):
-            yield s, e, "validator", [Occurrence(s, e, pattern.entity, "validator")]
+        validator = pii.VALIDATORS[pattern.entity]
+        for s, e, digits in idx.digit_runs:
+            if validator(digits):
+                yield s, e, "validator", [Occurrence(s, e, pattern.entity, "validator")]
         return
+    keys = idx.detector.compiled.slot_keys.get(id(pattern))
+    if keys is not None and not all(idx.has_slot(k) for k in keys):
+        return  # some slot has no occurrence at all: the pattern cannot match
     slots = [idx.slot_occurrences(slot) for slot in pattern.slots]
     if any(not s for s in slots):
         return
@@ -403,6 +627,7 @@ def _pattern_spans(
                     if o.start >= prev_end
                     and o.start - prev_end <= pattern.max_gap
                     and idx.window_id(pattern.window, o.start) == window
+                    and not _blocked(idx.canonical[prev_end : o.start], pattern.not_between)
                 ),
                 None,
             )

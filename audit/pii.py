@@ -85,14 +85,27 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
 }
 
 
+# Cheap pre-check: most utterances hold no digit and no run of digit words at all.
+_ANY_NUMBER = re.compile(r"\d|[零〇洞一幺二两三四五六七八九]{7}")
+
+
+def digit_runs(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, digits) of every digit run, digit words read as digits; offsets align."""
+    if not _ANY_NUMBER.search(text):
+        return []
+    digits_text = spoken_digits_to_ascii(text)
+    return [
+        (m.start(), m.end(), re.sub(r"[ \-]", "", m.group(0)))
+        for m in _DIGIT_RUN.finditer(digits_text)
+    ]
+
+
 def find_entities(text: str, entity: str) -> Iterator[tuple[int, int, str]]:
     """Yield (start, end, digits) for each valid `entity` number in text."""
     validator = VALIDATORS[entity]
-    digits_text = spoken_digits_to_ascii(text)
-    for m in _DIGIT_RUN.finditer(digits_text):
-        digits = re.sub(r"[ \-]", "", m.group(0))
+    for start, end, digits in digit_runs(text):
         if validator(digits):
-            yield m.start(), m.end(), digits
+            yield start, end, digits
 
 
 def mask_digits(text: str, keep_last: int = 4) -> str:

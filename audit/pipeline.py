@@ -9,6 +9,7 @@ can carry them back to the single process that writes the database.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -19,12 +20,24 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.audio import AUDIO_EXTENSIONS, AudioError, load_channels, probe, sha256_file
+from audit.audio import (
+    AUDIO_EXTENSIONS,
+    LONG_RECORDING_S,
+    WINDOW_S,
+    AudioError,
+    AudioInfo,
+    iter_windows,
+    load_channels,
+    probe,
+    sha256_file,
+)
 from audit.detect import Detector, UtteranceIn
 from audit.model import ModelError, describe_model
 from audit.pii import mask_digits
 from audit.rules import load_catalogue
 from audit.transcribe import TranscribeOptions, Utterance, transcribe_channels
+
+log = logging.getLogger("callaudit")
 
 Transcriber = Callable[[list[np.ndarray], TranscribeOptions], list[Utterance]]
 
@@ -34,6 +47,8 @@ class AuditOptions:
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
     rules: str = "cn"  # policy pack name or YAML path
     pii: str = "mask"  # mask | keep: PII in stored text and evidence
+    long_recording_s: float = LONG_RECORDING_S  # longer: transcribe window by window
+    window_s: float = WINDOW_S
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,30 @@ def mask_result(result: CallResult) -> CallResult:
     return result
 
 
+def _transcribe_in_windows(
+    call: CallInput,
+    path: Path,
+    info: AudioInfo,
+    options: AuditOptions,
+    transcriber: Transcriber,
+) -> tuple[list[Utterance], int]:
+    """Long recordings: bounded memory, progress per window, times shifted back."""
+    utterances: list[Utterance] = []
+    samples = 0
+    total = max(1, round(info.duration_s / options.window_s + 0.499))
+    for n, (offset, channels) in enumerate(iter_windows(path, info, options.window_s), 1):
+        samples = int(offset * 16000) + max(len(c) for c in channels)
+        for u in transcriber(channels, hotwords_for(options)):
+            utterances.append(
+                replace(u, start_s=round(u.start_s + offset, 3), end_s=round(u.end_s + offset, 3))
+            )
+        log.info(
+            "%s: window %d/%d transcribed (%.0f min)", call.call_id, n, total, samples / 16000 / 60
+        )
+    utterances.sort(key=lambda u: (u.start_s, u.speaker))
+    return [replace(u, idx=i) for i, u in enumerate(utterances)], samples
+
+
 def audit_call(
     call: CallInput,
     options: AuditOptions,
@@ -214,9 +253,15 @@ def audit_call(
         info = probe(path)
         result.channels, result.sample_rate = info.channels, info.sample_rate
         result.duration_s, result.codec = info.duration_s, info.codec
-        channels = load_channels(path, info)
-        result.duration_s = round(max(len(c) for c in channels) / 16000, 3)
-        result.utterances = transcriber(channels, hotwords_for(options))
+        if info.duration_s > options.long_recording_s:
+            result.utterances, samples = _transcribe_in_windows(
+                call, path, info, options, transcriber
+            )
+        else:
+            channels = load_channels(path, info)
+            samples = max(len(c) for c in channels)
+            result.utterances = transcriber(channels, hotwords_for(options))
+        result.duration_s = round(samples / 16000, 3)
         result.findings = detect_findings(
             call.call_id, result.utterances, detector, call.callee_relation
         )

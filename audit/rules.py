@@ -9,9 +9,11 @@ A policy pack is one YAML file under ``audit/rules/`` (``cn.yaml``, ``us.yaml``.
 
 A pattern is a sequence of *slots*; each slot is a list of alternative terms.  The
 slots must occur in order, inside one clause (or one sentence), with at most
-``max_gap`` characters between them.  A term may be ``$lexicon`` (all its terms) or
-``~term`` (also matched by tone-insensitive pinyin).  ``regex:`` and ``entity:``
-patterns cover what terms can't (numbers, PII with validators).
+``max_gap`` characters between them and none of the ``not_between`` words in a gap
+(您丈夫知道这笔借款吗 asks the debtor; 您丈夫欠款 tells a third party).  A term may
+be ``$lexicon`` (all its terms) or ``~term`` (also matched by tone-insensitive
+pinyin).  ``regex:`` and ``entity:`` patterns cover what terms can't (numbers, PII
+with validators, addresses).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Pattern:
     entity: str | None = None
     window: str = "clause"
     max_gap: int = 12
+    not_between: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.regex is not None:
@@ -70,7 +73,7 @@ class Rule:
     unless: tuple[Term, ...] = ()
     negatable: bool = True
     suppress_in_question: bool = False
-    suppress_in_quote: bool = True
+    suppress_in_quote: bool = True  # also covers reported speech (听说…, 有人说…)
     callee: str = "any"  # any | third_party: fires only on calls to a third party
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
@@ -106,6 +109,9 @@ class Catalogue:
     rules: tuple[Rule, ...]
     call_rules: tuple[CallRule, ...]
     hotwords: tuple[str, ...]
+    report_cues: tuple[str, ...] = ()
+    answer_denials: tuple[str, ...] = ()
+    mention_markers: tuple[str, ...] = ()
     digest: str = ""
     all_terms: frozenset[str] = field(default_factory=frozenset)
 
@@ -164,10 +170,12 @@ def _parse_pattern(raw: Any, lexicons: dict[str, tuple[Term, ...]], where: str) 
             return Pattern(regex=re.compile(raw["regex"]), window=raw.get("window", "sentence"))
         except re.error as exc:
             raise CatalogueError(f"{where}: bad regex: {exc}") from exc
+    not_between: tuple[str, ...] = ()
     if isinstance(raw, dict):
         slots_raw = raw.get("seq")
         window = raw.get("window", "clause")
         max_gap = int(raw.get("max_gap", 12))
+        not_between = tuple(str(x) for x in _as_list(raw.get("not_between"), where))
     else:
         slots_raw, window, max_gap = raw, "clause", 12
     if window not in WINDOWS:
@@ -178,7 +186,7 @@ def _parse_pattern(raw: Any, lexicons: dict[str, tuple[Term, ...]], where: str) 
     )
     if not slots:
         raise CatalogueError(f"{where}: pattern has no slots")
-    return Pattern(slots=slots, window=window, max_gap=max_gap)
+    return Pattern(slots=slots, window=window, max_gap=max_gap, not_between=not_between)
 
 
 def _check_common(raw: dict[str, Any], sources: dict[str, str], where: str) -> None:
@@ -297,6 +305,9 @@ def parse_catalogue(text: str, origin: str = "<string>") -> Catalogue:
         rules=tuple(rules),
         call_rules=tuple(call_rules),
         hotwords=tuple(doc.get("asr_hotwords", [])),
+        report_cues=tuple(ctx.get("report_cues", [])),
+        answer_denials=tuple(ctx.get("answer_denials", [])),
+        mention_markers=tuple(ctx.get("mention_markers", [])),
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         all_terms=all_terms,
     )

@@ -42,8 +42,38 @@ def view_files() -> list[Path]:
     return sorted((SQL_DIR / "views").glob("*.sql"))
 
 
-def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the audit database with schema and views applied."""
+def key_from_env(var: str | None) -> str | None:
+    """The encryption key from an environment variable (never from the command line,
+    where it would show in ``ps`` and shell history)."""
+    if not var:
+        return None
+    key = os.environ.get(var)
+    if not key:
+        raise StoreError(f"--encryption-key-env {var}: the environment variable is not set")
+    return key
+
+
+def _open_error(db: Path, exc: Exception) -> StoreError:
+    msg = str(exc).splitlines()[0]
+    low = msg.lower()
+    if "lock" in low:
+        return StoreError(f"{db} is in use by another process (DuckDB allows one writer): {msg}")
+    if "without a key" in low:
+        return StoreError(f"{db} is encrypted: pass --encryption-key-env VAR with its key")
+    if "wrong encryption key" in low:
+        return StoreError(f"{db}: wrong encryption key")
+    return StoreError(f"cannot open {db}: {msg}")
+
+
+def connect(
+    db: str | Path, read_only: bool = False, encryption_key: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the audit database with schema and views applied.
+
+    With ``encryption_key`` the file is encrypted at rest (DuckDB's AES database
+    encryption).  Writing encrypted files needs OpenSSL from the httpfs extension,
+    which the ``duckdb-ext-httpfs`` wheel provides offline.
+    """
     db = Path(db)
     config: dict[str, str] = {}
     ext = extension_dir()
@@ -54,15 +84,18 @@ def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     new_file = not db.exists()
     old_umask = os.umask(0o077)  # debtors' words: readable by the owner only
     try:
-        con = duckdb.connect(str(db), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
-            first_line = msg.splitlines()[0]
-            raise StoreError(
-                f"{db} is in use by another process (DuckDB allows one writer): {first_line}"
-            ) from exc
-        raise StoreError(f"cannot open {db}: {msg.splitlines()[0]}") from exc
+        if encryption_key is None:
+            con = duckdb.connect(str(db), read_only=read_only, config=config)
+        else:
+            con = duckdb.connect(config=config)
+            con.execute("LOAD httpfs")
+            key = encryption_key.replace("'", "''")
+            mode = "READ_ONLY, " if read_only else ""
+            path = str(db).replace("'", "''")
+            con.execute(f"ATTACH '{path}' AS audit ({mode}ENCRYPTION_KEY '{key}')")
+            con.execute("USE audit")
+    except (duckdb.IOException, duckdb.CatalogException, duckdb.InvalidInputException) as exc:
+        raise _open_error(db, exc) from exc
     finally:
         os.umask(old_umask)
     if new_file and db.exists():
@@ -74,6 +107,7 @@ def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(read_sql("schema.sql"))
+    con.execute(read_sql("macros.sql"))  # local_time(), used by views and contact rules
     for view in view_files():
         con.execute(view.read_text(encoding="utf-8"))
 
@@ -147,9 +181,22 @@ def write_call(con: duckdb.DuckDBPyConnection, result: CallResult) -> None:
             )
         write_findings(con, result.findings, result.rules_version)
         con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
+    except Exception as exc:
+        rollback_quietly(con)
+        if isinstance(exc, (duckdb.IOException, duckdb.TransactionException)):
+            raise StoreError(
+                f"could not store call {result.call_id} (nothing of it was kept): "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
         raise
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open (DuckDB aborts it itself on I/O errors)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
 
 
 def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_version: str) -> None:
@@ -182,6 +229,55 @@ def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_ver
             "ON CONFLICT (finding_id) DO NOTHING",
             rows,
         )
+
+
+_RECORD_COLUMNS = (
+    "agent_id",
+    "debtor_id",
+    "callee_number",
+    "callee_relation",
+    "started_at",
+    "timezone",
+    "direction",
+    "answered",
+)
+
+
+def write_call_records(
+    con: duckdb.DuckDBPyConnection, records: Iterable, notes: dict[str, str] | None = None
+) -> int:
+    """Store call-detail records (``audit.manifest.CallRecord``) in one transaction.
+
+    An audited call gets its record fields; audio columns and status stay as audited.
+    A record without an audited recording becomes a call with status 'no_recording'
+    (it still counts for the contact rules); ``notes`` say why, per call id.
+    """
+    notes = notes or {}
+    cols = ("call_id", "source_path", "duration_s", "status", "error", *_RECORD_COLUMNS)
+    rows = [
+        [r.call_id, r.path, r.duration_s, "no_recording", notes.get(r.call_id)]
+        + [getattr(r, c) for c in _RECORD_COLUMNS]
+        for r in records
+    ]
+    keep_audio = ("source_path", "duration_s", "error")
+    updates = [f"{c} = excluded.{c}" for c in _RECORD_COLUMNS] + [
+        f"{c} = CASE WHEN calls.status = 'no_recording' THEN excluded.{c} ELSE calls.{c} END"
+        for c in keep_audio
+    ]
+    if not rows:
+        return 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.executemany(
+            f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT (call_id) DO UPDATE SET {', '.join(updates)}",
+            rows,
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return len(rows)
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

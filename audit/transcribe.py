@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from audit.model import resolve_model
+from audit.model import ModelError, resolve_model
 from audit.normalize import normalize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,14 +84,22 @@ def get_model(options: TranscribeOptions):  # -> faster_whisper.WhisperModel
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = WhisperModel(
-                path,
-                device=options.device,
-                compute_type=options.compute_type,
-                cpu_threads=options.cpu_threads,
-                num_workers=max(1, options.concurrency),
-                local_files_only=True,
-            )
+            try:
+                model = WhisperModel(
+                    path,
+                    device=options.device,
+                    compute_type=options.compute_type,
+                    cpu_threads=options.cpu_threads,
+                    num_workers=max(1, options.concurrency),
+                    local_files_only=True,
+                )
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ModelError(
+                    f"cannot load the Whisper model from {path}: {str(exc).splitlines()[0]}. "
+                    "Fix: pass --model with a complete CTranslate2 Whisper folder, or omit "
+                    "--model for the bundled one (delete a damaged cache folder under "
+                    "~/.cache/callaudit/models to have it rebuilt)"
+                ) from exc
             _MODELS[key] = model
     return model
 

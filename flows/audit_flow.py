@@ -11,6 +11,7 @@ from flows.env import prepare_prefect_env
 
 prepare_prefect_env()
 
+import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from prefect import flow, get_run_logger, task  # noqa: E402
@@ -18,14 +19,18 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from audit import batch, store  # noqa: E402
-from audit.model import resolve_model  # noqa: E402
-from audit.pipeline import AuditOptions, CallInput, CallResult, audit_call, discover  # noqa: E402
-from audit.transcribe import TranscribeOptions  # noqa: E402
+from audit import batch, report, store  # noqa: E402
+from audit.contact import check_calls  # noqa: E402
+from audit.manifest import plan_inbox  # noqa: E402
+from audit.pipeline import AuditOptions, CallInput, CallResult, audit_call  # noqa: E402
+from audit.policy import load_policy  # noqa: E402
+from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
 
 
 @task(name="audit-call", task_run_name="audit {call.call_id}", cache_policy=NO_CACHE)
 def audit_call_task(call: CallInput, options: AuditOptions) -> CallResult:
+    # The worker's pid shows, in the run's logs, which process did the work.
+    get_run_logger().info("worker pid %d", os.getpid())
     return audit_call(call, options)
 
 
@@ -54,6 +59,20 @@ def build_options(
     )
 
 
+def publish_artifacts(summary: dict, top: list[dict]) -> None:
+    """The run's summary and top findings as Prefect artifacts, without transcript text
+    (data protection: the Prefect server is not the audit database)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    try:
+        create_markdown_artifact(
+            markdown=report.summary_markdown(summary), key="audit-summary", description="Summary"
+        )
+        create_table_artifact(table=top, key="top-findings", description="Top findings")
+    except Exception as exc:  # the audit is stored; a UI extra must not fail the run
+        get_run_logger().warning("could not publish Prefect artifacts: %s", exc)
+
+
 @flow(name="audit-inbox", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def audit_inbox(
     inbox: str,
@@ -67,16 +86,29 @@ def audit_inbox(
     channel_roles: str = "agent,customer",
     workers: int = 1,
     force: bool = False,
+    manifest: str | None = None,
+    policy: str = "cn",
+    policy_overrides: dict | None = None,
+    encryption_key_env: str | None = None,
 ) -> dict:
-    """Audit every new recording in ``inbox`` into the DuckDB file ``db``."""
+    """Audit every new recording in ``inbox`` into the DuckDB file ``db``.
+
+    ``manifest``: call-detail CSV (call ids, callee relation, times); ``policy``: contact
+    policy pack (cn, us or a YAML file) with optional ``policy_overrides`` of its numbers.
+    """
     logger = get_run_logger()
     options = build_options(
         model, device, compute_type, rules, pii, beam_size, channel_roles, workers
     )
-    resolve_model(model)  # fail the run early and clearly if the model is missing
-    con = store.connect(db)
+    # Fail the run early and clearly if the model is missing or damaged (in this process
+    # the model is then cached for the thread workers).
+    get_model(options.transcribe)
+    contact_policy = load_policy(policy, **(policy_overrides or {}))  # likewise a bad policy
+    # The key travels by the *name* of its environment variable: flow parameters are
+    # stored by Prefect and shown in its UI.
+    con = store.connect(db, encryption_key=store.key_from_env(encryption_key_env))
     try:
-        plan = batch.plan_batch(discover(Path(inbox)), con, options, force=force)
+        plan, records = plan_inbox(con, Path(inbox), manifest, options, force)
         logger.info(
             "inbox %s: %d recordings, %d to audit, %d already audited",
             inbox,
@@ -90,9 +122,13 @@ def audit_inbox(
             result = future.result()
             store.write_call(con, result)
             logger.info(progress.update(result))
-        summary = batch.summarize(con, db, plan, progress).as_dict()
+        checked = check_calls(con, records, plan, contact_policy)
+        logger.info("contact rules: %s", contact_policy.describe())
+        summary = {**batch.summarize(con, db, plan, progress).as_dict(), **checked}
+        top = report.top_findings(con)
     finally:
         con.close()
+    publish_artifacts(summary, top)
     logger.info(
         "done: %d audited, %d skipped, %d failed; findings by category: %s",
         summary["audited"],

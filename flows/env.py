@@ -17,3 +17,5 @@ def prepare_prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # The library logs progress of long recordings on "callaudit"; show it in runs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "callaudit")

@@ -42,3 +42,14 @@ def test_masking_keeps_last_four_and_leaves_short_numbers():
     assert "11010519491231002X" not in masked and masked.count("002X") == 1
     assert "5678" in masked and "1234 5678" not in masked
     assert "工号1024" in masked
+
+
+def test_digit_runs_are_found_once_for_all_validators():
+    from audit.pii import digit_runs
+
+    text = "卡号6222 0212 3456 7890 128，电话幺三八一二三四五六七八"
+    runs = digit_runs(text)
+    assert [d for _s, _e, d in runs] == ["6222021234567890128", "13812345678"]
+    for start, end, _digits in runs:
+        assert text[start:end].replace(" ", "")[:1] in "6幺"
+    assert digit_runs("您好，请问是张先生吗？") == []  # no digits at all: no work

@@ -60,15 +60,61 @@ def test_every_rule_has_examples_and_a_known_citation():
         assert rule.citation.split()[0] in CATALOGUE.sources, rule.id
 
 
-def test_first_catalogue_covers_the_core_categories():
-    categories = {r.category for r in CATALOGUE.rules}
+def test_catalogue_covers_every_category_speech_can_show():
+    categories = {r.category for r in (*CATALOGUE.rules, *CATALOGUE.call_rules)}
     assert {
         "threat",
         "insult",
+        "harassment",
         "third_party_disclosure",
         "impersonation",
         "false_legal_claim",
+        "inducement_to_borrow",
+        "pii_exposure",
+        "missing_disclosure",
     } <= categories
+
+
+def test_key_terms_are_also_matched_by_sound():
+    pinyin_terms = {
+        t.text
+        for r in CATALOGUE.rules
+        for p in r.patterns
+        for slot in p.slots
+        for t in slot
+        if t.pinyin
+    }
+    assert {"坐牢", "判刑", "逾期", "还款", "还钱"} <= pinyin_terms
+
+
+def test_context_lists_and_pattern_options_are_read():
+    text = """
+pack: t
+sources: {CBA-2026: x}
+context:
+  negation_cues: [不会]
+  report_cues: [听说]
+  answer_denials: [不会的]
+  mention_markers: [这个说法]
+rules:
+  - id: R1
+    category: third_party_disclosure
+    severity: high
+    citation: CBA-2026 §1
+    patterns:
+      - {seq: [[您丈夫], [借款]], not_between: [知道], window: sentence, max_gap: 10}
+    examples: {positive: [您丈夫借款没还], negative: [您丈夫知道这笔借款吗]}
+"""
+    cat = parse_catalogue(text)
+    assert cat.report_cues == ("听说",) and cat.answer_denials == ("不会的",)
+    assert cat.mention_markers == ("这个说法",)
+    pattern = cat.rules[0].patterns[0]
+    assert pattern.not_between == ("知道",) and pattern.window == "sentence"
+    from audit.detect import Detector
+
+    d = Detector(cat)
+    assert [h.rule_id for h in d.detect("您丈夫借款没还", "agent")] == ["R1"]
+    assert d.detect("您丈夫知道这笔借款吗", "agent") == []
 
 
 def test_rules_version_changes_when_the_file_changes():

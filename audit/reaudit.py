@@ -1,0 +1,92 @@
+"""Re-run detection on stored utterances when the rule catalogue changes.
+
+Transcription is the expensive step (seconds per call); detection is microseconds per
+utterance.  A catalogue change therefore never re-transcribes: findings are recomputed
+from the utterances already in the database and replaced call by call, each in one
+transaction.  Reviews are keyed by stable finding ids, so they stay attached.
+
+Two kinds of findings are not recomputed from text: PII findings (the stored text is
+masked, so the number can no longer be validated; the finding made at transcription
+time is kept) and contact findings computed in SQL from call records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from audit import store
+from audit.pipeline import detect_findings, get_detector
+from audit.transcribe import Utterance
+
+KEEP_VIA = ("validator", "sql")  # findings that re-detection can't or shouldn't redo
+
+
+@dataclass
+class ReauditSummary:
+    calls: int
+    utterances: int
+    findings_before: int
+    findings_after: int
+    rules_version: str
+    seconds: float
+
+
+def _utterances(con: duckdb.DuckDBPyConnection, call_id: str) -> list[Utterance]:
+    rows = con.execute(
+        "SELECT idx, speaker, start_s, end_s, text, raw_text, avg_logprob, no_speech_prob, "
+        "asr_flag FROM utterances WHERE call_id = ? ORDER BY idx",
+        [call_id],
+    ).fetchall()
+    return [Utterance(*r) for r in rows]
+
+
+def reaudit(
+    con: duckdb.DuckDBPyConnection, rules: str = "cn", force: bool = False
+) -> ReauditSummary:
+    """Recompute text findings for calls audited with another catalogue version."""
+    import time
+
+    started = time.perf_counter()
+    detector = get_detector(rules)
+    version = detector.catalogue.rules_version
+    where = "status = 'ok'" + ("" if force else " AND coalesce(rules_version, '') <> ?")
+    params = [] if force else [version]
+    calls = con.execute(
+        f"SELECT call_id, coalesce(callee_relation, 'unknown') FROM calls WHERE {where} "
+        "ORDER BY call_id",
+        params,
+    ).fetchall()
+    before = con.execute("SELECT count(*) FROM findings").fetchone()[0]
+    n_utt = 0
+    keep = ", ".join(f"'{v}'" for v in KEEP_VIA)
+    for call_id, callee in calls:
+        utterances = _utterances(con, call_id)
+        n_utt += len(utterances)
+        findings = [
+            f
+            for f in detect_findings(call_id, utterances, detector, callee)
+            if f.via not in KEEP_VIA
+        ]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                f"DELETE FROM findings WHERE call_id = ? AND coalesce(via, '') NOT IN ({keep})",
+                [call_id],
+            )
+            store.write_findings(con, findings, version)
+            con.execute("UPDATE calls SET rules_version = ? WHERE call_id = ?", [version, call_id])
+            con.execute("COMMIT")
+        except Exception:
+            store.rollback_quietly(con)
+            raise
+    after = con.execute("SELECT count(*) FROM findings").fetchone()[0]
+    return ReauditSummary(
+        calls=len(calls),
+        utterances=n_utt,
+        findings_before=before,
+        findings_after=after,
+        rules_version=version,
+        seconds=round(time.perf_counter() - started, 3),
+    )

@@ -1,0 +1,583 @@
+"""The compliance report: one self-contained HTML file, or the tables behind it as files.
+
+The audit database is opened read-only and the period's calls, findings and reviews are
+copied into an in-memory database where the views of ``sql/views/`` are created, so the
+report shows exactly what the views compute, for the period, even on a file written by
+an older version.  The HTML has inline CSS and inline SVG charts: it opens offline, can
+be mailed, and needs no script.  All text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from audit import store
+from audit.categories import CATEGORIES, SEVERITIES, SEVERITY_WEIGHT
+
+EXPORT_TABLES = ("calls", "findings", "reviews")
+EXPORT_VIEWS = (
+    "violations",
+    "call_risk",
+    "findings_by_agent_day",
+    "findings_by_category_day",
+    "findings_by_category",
+    "agent_scorecard",
+    "rule_stats",
+)
+# Fixed colours so a category looks the same in every chart and every report.
+CATEGORY_COLORS = dict(
+    zip(
+        CATEGORIES,
+        (
+            "#c0392b", "#8e44ad", "#d35400", "#2c7fb8", "#7b3294", "#e6550d",
+            "#31a354", "#636363", "#fdae6b", "#1b9e77", "#66a61e", "#969696",
+        ),
+        strict=True,
+    )
+)  # fmt: skip
+SEVERITY_COLORS = {"critical": "#7f0000", "high": "#d7301f", "medium": "#fc8d59", "low": "#fdd49e"}
+FONT_STACK = (
+    '"Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "PingFang SC", '
+    '"Microsoft YaHei", "Hiragino Sans GB", sans-serif'
+)
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date | None = None
+    end: date | None = None
+
+    def label(self) -> str:
+        if not self.start and not self.end:
+            return "all calls"
+        return f"{self.start or '…'} to {self.end or '…'}"
+
+
+def open_snapshot(
+    db: str | Path, period: Period = Period(), encryption_key: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory copy of the period's calls, findings and reviews, with the views.
+
+    The audit file is attached read-only (with its key when encrypted at rest).
+    """
+    db = Path(db)
+    if not db.is_file():
+        raise store.StoreError(f"no audit database at {db}")
+    ext = store.extension_dir()
+    con = duckdb.connect(":memory:", config={"extension_directory": ext} if ext else {})
+    con.execute(store.read_sql("schema.sql"))
+    con.execute(store.read_sql("macros.sql"))
+    options = "READ_ONLY"
+    try:
+        if encryption_key is not None:
+            con.execute("LOAD httpfs")  # DuckDB's encryption needs its OpenSSL
+            options += ", ENCRYPTION_KEY '" + encryption_key.replace("'", "''") + "'"
+        con.execute(f"ATTACH '{_sql_str(db)}' AS src ({options})")
+    except duckdb.Error as exc:
+        con.close()
+        raise store._open_error(db, exc) from exc
+    _copy_period(con, period)
+    con.execute("DETACH src")
+    for view in store.view_files():
+        con.execute(view.read_text(encoding="utf-8"))
+    return con
+
+
+def _sql_str(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
+    con.execute(
+        "INSERT INTO calls BY NAME SELECT * FROM src.calls "
+        "WHERE call_day(started_at, timezone, audited_at) BETWEEN $lo AND $hi",
+        {"lo": period.start or date.min, "hi": period.end or date.max},
+    )
+    con.execute(
+        "INSERT INTO findings BY NAME SELECT * FROM src.findings "
+        "WHERE call_id IN (SELECT call_id FROM calls)"
+    )
+    con.execute(
+        "INSERT INTO reviews BY NAME SELECT * FROM src.reviews "
+        "WHERE finding_id IN (SELECT finding_id FROM findings)"
+    )
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+# ---------------------------------------------------------------- exports
+
+
+def export(
+    db: str | Path,
+    out_dir: str | Path,
+    fmt: str,
+    period: Period = Period(),
+    encryption_key: str | None = None,
+) -> list[Path]:
+    """Write the tables and views of the period as CSV or Parquet files, one per name.
+
+    The files are not encrypted, whatever the database is: they are for sharing.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unknown export format {fmt!r} (csv or parquet)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    con = open_snapshot(db, period, encryption_key)
+    written = []
+    try:
+        for name in (*EXPORT_TABLES, *EXPORT_VIEWS):
+            path = out / f"{name}.{fmt}"
+            options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_str(path)}' ({options})")
+            written.append(path)
+    finally:
+        con.close()
+    return written
+
+
+# ---------------------------------------------------------------- Prefect artifacts
+
+
+def top_findings(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
+    """The most severe findings in the riskiest calls, without transcript text.
+
+    Meant for places outside the database (Prefect artifacts): rule, category,
+    severity, call and times only, no words of the debtor or agent.
+    """
+    weight = _severity_case("v.severity")
+    return rows(
+        con,
+        f"SELECT v.rule_id, v.category, v.severity, v.call_id, v.agent_id, "
+        f"CAST(v.started_at AS VARCHAR) AS started_at, round(v.start_s, 1) AS start_s, "
+        f"round(v.end_s, 1) AS end_s FROM violations v JOIN call_risk USING (call_id) "
+        f"WHERE v.review_verdict IS DISTINCT FROM 'false_positive' "
+        f"ORDER BY {weight} DESC, risk_score DESC, v.call_id, v.start_s NULLS FIRST LIMIT ?",
+        [limit],
+    )
+
+
+def summary_markdown(summary: dict) -> str:
+    """The run's summary as Markdown (counts and rule ids; no transcript text)."""
+    lines = [
+        "# callaudit run",
+        "",
+        f"- recordings found: {summary['discovered']}, audited now: {summary['audited']}, "
+        f"skipped: {summary['skipped']}, failed: {summary['failed']}",
+        f"- audio: {summary['audio_minutes']:.1f} min",
+        f"- calls in database: {summary['db_calls']}, findings: {summary['db_findings']}",
+    ]
+    manifest = summary.get("manifest")
+    if manifest:
+        lines.append(
+            f"- manifest: {manifest['accepted']} of {manifest['rows']} rows accepted "
+            f"({manifest['encoding']}), {len(manifest['errors'])} rejected"
+        )
+    contact = summary.get("contact")
+    if contact:
+        hits = ", ".join(f"{k} {v}" for k, v in contact["findings"].items())
+        lines.append(f"- contact policy {contact['policy']} {contact['version']}: {hits}")
+    lines += ["", "| category | findings |", "| --- | ---: |"]
+    lines += [f"| {c} | {n} |" for c, n in summary["findings_by_category"].items()]
+    if summary.get("failures"):
+        lines += ["", "Failed recordings:"]
+        lines += [f"- {call_id}: {error}" for call_id, error in summary["failures"]]
+    return "\n".join(lines)
+
+
+def _severity_case(column: str) -> str:
+    whens = " ".join(f"WHEN '{s}' THEN {w}" for s, w in SEVERITY_WEIGHT.items())
+    return f"CASE {column} {whens} ELSE 0 END"
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def render_report(
+    db: str | Path,
+    out: str | Path,
+    period: Period = Period(),
+    top: int = 10,
+    encryption_key: str | None = None,
+) -> Path:
+    """Write the HTML report of ``db`` for ``period`` to ``out``."""
+    con = open_snapshot(db, period, encryption_key)
+    try:
+        page = build_html(con, Path(db).name, period, top)
+    finally:
+        con.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def build_html(con: duckdb.DuckDBPyConnection, db_name: str, period: Period, top: int) -> str:
+    sections = [
+        _totals_section(con),
+        _section("Findings per day, by category", _category_day_chart(con)),
+        _section("Findings per agent, by severity", _agent_chart(con)),
+        _section("Agent scorecard", _scorecard_table(con)),
+        _section(f"Highest-risk calls (top {top})", _risk_calls(con, top)),
+        _section("Rules: hits and reviewed precision", _rule_table(con)),
+    ]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _PAGE.format(
+        title=esc(f"callaudit compliance report — {period.label()}"),
+        css=_CSS.replace("FONTS", FONT_STACK),
+        meta=esc(f"database {db_name} · period: {period.label()} · generated {generated}"),
+        body="\n".join(sections),
+    )
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _section(title: str, content: str) -> str:
+    return f"<section><h2>{esc(title)}</h2>\n{content}\n</section>"
+
+
+def _totals_section(con: duckdb.DuckDBPyConnection) -> str:
+    t = rows(
+        con,
+        "SELECT count(*) AS calls, count(*) FILTER (WHERE status = 'ok') AS recorded, "
+        "count(*) FILTER (WHERE status = 'failed') AS failed, "
+        "round(coalesce(sum(duration_s), 0) / 60, 1) AS minutes, "
+        "(SELECT count(*) FROM findings) AS findings, "
+        "(SELECT count(*) FROM findings WHERE severity = 'critical') AS critical, "
+        "(SELECT count(*) FROM reviews) AS reviewed FROM calls",
+    )[0]
+    cards = [
+        ("calls", t["calls"]),
+        ("recorded & audited", t["recorded"]),
+        ("failed audits", t["failed"]),
+        ("call minutes", t["minutes"]),
+        ("findings", t["findings"]),
+        ("critical", t["critical"]),
+        ("reviewed", t["reviewed"]),
+    ]
+    items = "".join(
+        f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards
+    )
+    return f'<section class="cards">{items}</section>'
+
+
+def _table(headers: list[str], body: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+    if not body:
+        return '<p class="empty">nothing in this period</p>'
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    trs = []
+    for r in body:
+        cells = "".join(
+            f'<td class="num">{esc(v)}</td>' if i in numeric else f"<td>{esc(v)}</td>"
+            for i, v in enumerate(r)
+        )
+        trs.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
+def _scorecard_table(con: duckdb.DuckDBPyConnection) -> str:
+    data = rows(con, "SELECT * FROM agent_scorecard ORDER BY risk_points DESC, agent_id")
+    body = [
+        [
+            d["agent_id"] or "(no call record)",
+            d["calls"],
+            d["recorded_calls"],
+            d["minutes"],
+            d["findings"],
+            d["findings_per_100_calls"],
+            d["risk_points"],
+            d["worst_category"] or "—",
+        ]
+        for d in data
+    ]
+    headers = ["agent", "calls", "recorded", "minutes", "findings", "per 100 calls",
+               "risk points", "worst category"]  # fmt: skip
+    return _table(headers, body, numeric={1, 2, 3, 4, 5, 6})
+
+
+def _rule_table(con: duckdb.DuckDBPyConnection) -> str:
+    data = rows(con, "SELECT * FROM rule_stats ORDER BY findings DESC, rule_id")
+    body = [
+        [d["rule_id"], d["category"], d["severity"], d["findings"], d["calls"], d["reviewed"],
+         d["confirmed"], d["false_positives"],
+         "—" if d["reviewed_precision"] is None else f"{d['reviewed_precision']:.0%}"]
+        for d in data
+    ]  # fmt: skip
+    headers = ["rule", "category", "severity", "findings", "calls", "reviewed", "confirmed",
+               "false positive", "reviewed precision"]  # fmt: skip
+    return _table(headers, body, numeric={3, 4, 5, 6, 7, 8})
+
+
+def _risk_calls(con: duckdb.DuckDBPyConnection, top: int) -> str:
+    calls = rows(
+        con,
+        "SELECT * FROM call_risk WHERE findings > 0 "
+        "ORDER BY risk_score DESC, findings DESC, call_id LIMIT ?",
+        [top],
+    )
+    if not calls:
+        return '<p class="empty">no findings in this period</p>'
+    return "\n".join(_risk_call(con, c) for c in calls)
+
+
+def _risk_call(con: duckdb.DuckDBPyConnection, call: dict) -> str:
+    evidence = rows(
+        con,
+        "SELECT * FROM violations WHERE call_id = ? ORDER BY start_s NULLS FIRST, rule_id",
+        [call["call_id"]],
+    )
+    when = con.execute(
+        "SELECT coalesce(strftime(local_time(started_at, timezone), '%Y-%m-%d %H:%M ') "
+        "|| coalesce(timezone, 'UTC'), 'time unknown') FROM calls WHERE call_id = ?",
+        [call["call_id"]],
+    ).fetchone()[0]
+    head = (
+        f'<h3>{esc(call["call_id"])} <span class="score">risk {esc(call["risk_score"])}</span></h3>'
+        f'<p class="meta">agent {esc(call["agent_id"] or "—")} · debtor '
+        f"{esc(call['debtor_id'] or '—')} · {esc(when)} · {esc(call['status'])}</p>"
+    )
+    body = [
+        [
+            e["speaker"] or "—",
+            _span(e["start_s"], e["end_s"]),
+            e["text"],
+            e["match"] or "",
+            e["rule_id"],
+            e["severity"],
+            e["citation"],
+            e["review_verdict"] or "",
+        ]
+        for e in evidence
+    ]
+    headers = ["speaker", "time", "evidence", "match", "rule", "severity", "citation", "review"]
+    return f'<div class="call">{head}{_table(headers, body)}</div>'
+
+
+def _span(start: float | None, end: float | None) -> str:
+    if start is None:
+        return "whole call"
+    return f"{start:.1f}–{end:.1f} s" if end is not None else f"{start:.1f} s"
+
+
+# ---------------------------------------------------------------- SVG charts
+
+
+def _category_day_chart(con: duckdb.DuckDBPyConnection) -> str:
+    data = rows(
+        con,
+        "SELECT day, category, sum(findings) AS n FROM findings_by_category_day "
+        "GROUP BY ALL ORDER BY day",
+    )
+    days = sorted({d["day"] for d in data})
+    stacks = {day: {} for day in days}
+    for d in data:
+        stacks[d["day"]][d["category"]] = int(d["n"])
+    keys = [c for c in CATEGORIES if any(c in s for s in stacks.values())]
+    series = [(day.strftime("%m-%d"), stacks[day]) for day in days]
+    return column_chart(series, keys, CATEGORY_COLORS)
+
+
+def _agent_chart(con: duckdb.DuckDBPyConnection) -> str:
+    data = rows(
+        con,
+        "SELECT coalesce(agent_id, '(no call record)') AS agent, sum(critical) AS critical, "
+        "sum(high) AS high, sum(medium) AS medium, sum(low) AS low "
+        "FROM findings_by_agent_day GROUP BY ALL ORDER BY sum(findings) DESC, agent",
+    )
+    keys = [s for s in reversed(SEVERITIES)]
+    series = [(d["agent"], {k: int(d[k]) for k in keys}) for d in data]
+    return bar_chart(series, keys, SEVERITY_COLORS)
+
+
+def _legend(keys: list[str], colors: dict[str, str], x: int, y: int) -> str:
+    parts = []
+    for i, k in enumerate(keys):
+        lx = x + (i % 4) * 190
+        ly = y + (i // 4) * 18
+        parts.append(
+            f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colors[k]}"/>'
+            f'<text x="{lx + 17}" y="{ly + 10}">{esc(k)}</text>'
+        )
+    return "".join(parts)
+
+
+def _nice_max(value: int) -> int:
+    """The axis top: the first of 5, 10, 20, 50, 100, 200... that holds ``value``."""
+    top = 5
+    while top < value:
+        top = top * 2 if str(top)[0] in "15" else top * 5 // 2
+    return top
+
+
+def column_chart(series: list[tuple[str, dict[str, int]]], keys: list[str],
+                 colors: dict[str, str]) -> str:  # fmt: skip
+    """Vertical stacked bars, one per label (days), stacked by ``keys``."""
+    if not series:
+        return '<p class="empty">no findings in this period</p>'
+    width, left, top, plot_h = 960, 40, 22, 200
+    top_value = _nice_max(max(sum(s.values()) for _, s in series))
+    slot = (width - left - 10) / len(series)
+    bar_w = min(60.0, slot * 0.7)
+    parts = _grid(left, top, width - 10, plot_h, top_value)
+    for i, (label, stack) in enumerate(series):
+        x = left + i * slot + (slot - bar_w) / 2
+        y = top + plot_h
+        for k in keys:
+            h = plot_h * stack.get(k, 0) / top_value
+            if h:
+                y -= h
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                    f'fill="{colors[k]}"><title>{esc(label)} {esc(k)}: {stack[k]}</title></rect>'
+                )
+        total = sum(stack.values())
+        parts.append(
+            f'<text x="{x + bar_w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle">{total}</text>'
+            f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" '
+            f'text-anchor="middle">{esc(label)}</text>'
+        )
+    legend_y = top + plot_h + 34
+    parts.append(_legend(keys, colors, left, legend_y))
+    height = legend_y + 18 * ((len(keys) + 3) // 4) + 6
+    return _svg(width, height, parts, "findings per day by category")
+
+
+def bar_chart(series: list[tuple[str, dict[str, int]]], keys: list[str],
+              colors: dict[str, str]) -> str:  # fmt: skip
+    """Horizontal stacked bars, one per label (agents), stacked by ``keys``."""
+    if not series:
+        return '<p class="empty">no findings in this period</p>'
+    width, left, row_h = 960, 150, 26
+    plot_w = width - left - 50
+    top_value = max(max(sum(s.values()) for _, s in series), 1)
+    parts = []
+    for i, (label, stack) in enumerate(series):
+        y = 8 + i * row_h
+        x = float(left)
+        parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{esc(label)}</text>')
+        for k in keys:
+            w = plot_w * stack.get(k, 0) / top_value
+            if w:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 8}" '
+                    f'fill="{colors[k]}"><title>{esc(label)} {esc(k)}: {stack[k]}</title></rect>'
+                )
+                x += w
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 14}">{sum(stack.values())}</text>')
+    legend_y = 14 + len(series) * row_h
+    parts.append(_legend(keys, colors, left, legend_y))
+    return _svg(width, legend_y + 24, parts, "findings per agent by severity")
+
+
+def _grid(left: int, top: int, right: int, plot_h: int, top_value: int) -> list[str]:
+    parts = []
+    for i in range(6):
+        value = top_value * i / 5
+        y = top + plot_h - plot_h * i / 5
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>'
+        )
+    return parts
+
+
+def _svg(width: int, height: int, parts: list[str], label: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{esc(label)}">'
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="meta">{meta}</p>
+{body}
+</body>
+</html>
+"""
+
+_CSS = """
+body { font-family: FONTS; margin: 24px 32px; color: #222; max-width: 1200px; }
+h1 { font-size: 22px; margin-bottom: 4px; }
+h2 { font-size: 17px; border-bottom: 2px solid #ddd; padding-bottom: 4px; margin-top: 28px; }
+h3 { font-size: 15px; margin: 16px 0 2px; }
+.meta { color: #666; font-size: 12px; margin: 2px 0 8px; }
+.cards { display: flex; gap: 12px; flex-wrap: wrap; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 90px; }
+.card b { display: block; font-size: 20px; }
+.card span { color: #666; font-size: 12px; }
+table { border-collapse: collapse; font-size: 13px; width: 100%; }
+th, td { border: 1px solid #e2e2e2; padding: 4px 6px; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.score { background: #c0392b; color: #fff; border-radius: 4px; padding: 1px 6px; font-size: 12px; }
+.call td:nth-child(2), .call td:nth-child(4), .call td:nth-child(5) { white-space: nowrap; }
+.empty { color: #888; font-style: italic; }
+svg text { font-family: FONTS; font-size: 12px; fill: #333; }
+svg .grid { stroke: #eee; }
+"""
+
+
+# ---------------------------------------------------------------- screenshots
+
+
+def find_chromium() -> str | None:
+    """Debian's ``chromium`` (or a Chrome on PATH), for rendering the report headless."""
+    return next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
+        None,
+    )
+
+
+def chromium_screenshot(
+    page: str | Path, png: str | Path, width: int = 1280, height: int = 2000, timeout: int = 120
+) -> Path:
+    """Render ``page`` in headless Chromium and save a PNG screenshot.
+
+    The flags keep Chromium offline and stateless (no sync, updates or first-run
+    screens), which is also what proves the report needs no network.
+    """
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("chromium not found (Debian: apt-get install chromium)")
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="callaudit-chromium-") as profile:
+        cmd = [
+            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
+            f"--screenshot={png}", f"--window-size={width},{height}",
+            Path(page).resolve().as_uri(),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if not png.is_file():
+        raise RuntimeError(
+            f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-800:]}"
+        )
+    return png

@@ -1,0 +1,185 @@
+"""Nightly operation, end to end with the real model: resume after kill -9, Dask, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import SAMPLES
+
+pytestmark = pytest.mark.e2e
+
+CALLS = ["call_03_threat", "call_04_insult", "call_06_impersonation", "call_08_inducement"]
+
+
+def make_inbox(root: Path, calls: list[str]) -> Path:
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True)
+    for call in calls:
+        [src] = SAMPLES.glob(f"inbox/{call}.*")
+        shutil.copy(src, inbox / src.name)
+    return inbox
+
+
+def findings(db: Path) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "SELECT finding_id, call_id, rule_id, category, match FROM findings ORDER BY 1"
+        ).fetchall()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, cli):
+    """Kill -9 an audit after its first stored call, then run it again."""
+    work = tmp_path_factory.mktemp("resume")
+    inbox = make_inbox(work, CALLS)
+    db = work / "a.duckdb"
+    proc = subprocess.Popen(
+        [*cli, "audit", str(inbox), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the kill takes Prefect's server subprocess too
+    )
+    seen = []
+    deadline = time.monotonic() + 600
+    for line in proc.stdout:
+        seen.append(line)
+        if "[1/4]" in line or time.monotonic() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    rerun = subprocess.run(
+        [*cli, "audit", str(inbox), "--db", str(db)], capture_output=True, text=True, timeout=900
+    )
+    return {"inbox": inbox, "db": db, "first": "".join(seen), "rerun": rerun}
+
+
+def test_rerun_after_kill_completes_without_duplicates(resumed):
+    assert "[1/4]" in resumed["first"], resumed["first"][-2000:]
+    rerun = resumed["rerun"]
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    # the call stored before the kill is not redone; the rest are
+    skipped = int(rerun.stdout.split("skipped, already audited: ")[1].split(";")[0])
+    assert skipped >= 1
+    with duckdb.connect(str(resumed["db"]), read_only=True) as con:
+        calls = con.execute("SELECT call_id, status FROM calls ORDER BY 1").fetchall()
+        dup = con.execute(
+            "SELECT count(*) - count(DISTINCT (call_id, rule_id, utterance_idx, char_start)) "
+            "FROM findings"
+        ).fetchone()[0]
+        orphans = con.execute(
+            "SELECT count(*) FROM utterances WHERE call_id NOT IN (SELECT call_id FROM calls)"
+        ).fetchone()[0]
+    assert calls == [(c, "ok") for c in CALLS]
+    assert dup == 0 and orphans == 0
+
+
+def test_dask_cluster_gives_the_same_findings_as_a_sequential_run(resumed, cli, tmp_path):
+    db = tmp_path / "dask.duckdb"
+    proc = subprocess.run(
+        [*cli, "audit", str(resumed["inbox"]), "--db", str(db), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    pids = set(re.findall(r"worker pid (\d+)", proc.stdout + proc.stderr))
+    assert len(pids) == 2, proc.stderr[-3000:]  # two worker processes shared the calls
+    assert findings(db) == findings(resumed["db"])
+    assert len(findings(db)) >= 4
+
+
+def _api(url: str, path: str, body: dict | None = None) -> dict | list:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"{url}{path}",
+        data=data,
+        method="POST" if body is not None else "GET",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_path):
+    inbox = make_inbox(tmp_path, ["call_04_insult"])
+    db = tmp_path / "served.duckdb"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    serve = subprocess.Popen(
+        [
+            *cli,
+            "serve",
+            "--inbox",
+            str(inbox),
+            "--db",
+            str(db),
+            "--cron",
+            "0 2 * * *",
+            "--timezone",
+            "Asia/Shanghai",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deployment = None
+        deadline = time.monotonic() + 180
+        while deployment is None and time.monotonic() < deadline:
+            assert serve.poll() is None, serve.stdout.read()
+            try:
+                found = _api(url, "/deployments/filter", {})
+                deployment = found[0] if found else None
+            except OSError:
+                pass
+            time.sleep(1)
+        assert deployment is not None, "deployment never registered"
+        assert deployment["name"] == "nightly"
+        [schedule] = [s["schedule"] for s in deployment["schedules"]]
+        assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "Asia/Shanghai"
+
+        run = _api(url, f"/deployments/{deployment['id']}/create_flow_run", {})
+        state = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            state = _api(url, f"/flow_runs/{run['id']}")["state_type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(2)
+        assert state == "COMPLETED"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=60)
+    assert serve.returncode == 0, out[-2000:]
+    assert "UI at http://127.0.0.1" in out and "Stopped the local Prefect server" in out
+    with pytest.raises(OSError):  # the server went with serve
+        _api(url, "/health")
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT call_id, status FROM calls").fetchall() == [
+            ("call_04_insult", "ok")
+        ]
+        assert con.execute("SELECT count(*) FROM findings").fetchone()[0] > 0
