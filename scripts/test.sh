@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "==> ruff"
-.venv/bin/ruff check audit flows tests scripts
+.venv/bin/ruff check audit flows tests scripts bench
 # The report test renders the HTML report in headless Chromium; Chinese evidence needs a
 # CJK font or it is drawn as empty boxes. Debian packages, installed once (as root: CI).
 if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
