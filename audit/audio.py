@@ -8,6 +8,7 @@ a stereo file straight to faster-whisper would downmix and lose who said what.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,7 @@ def iter_windows(
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = container.streams.audio[0]
             frames = (f for packet in container.demux(stream) for f in _decode(packet))
-            for frame in (*frames, None):
+            for frame in itertools.chain(frames, [None]):  # None flushes the resampler
                 for out in resampler.resample(frame):
                     block = out.to_ndarray().astype(np.float32, copy=False)
                     pending.append(block)

@@ -40,6 +40,31 @@ def _add_encryption_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
+    """Problems that would stop the whole batch, found before Prefect starts (a clear
+    message instead of a failed flow run with a traceback in its log)."""
+    from audit import store
+    from audit.model import ModelError
+    from audit.pipeline import get_detector
+    from audit.transcribe import TranscribeOptions, get_model
+
+    roles = [r.strip() for r in args.channels.split(",")]
+    if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
+        return f"--channels {args.channels!r}: give two of agent, customer, unknown"
+    if not os.path.isdir(args.inbox):
+        return f"inbox is not a folder: {args.inbox}"
+    get_detector(args.rules)  # a broken catalogue raises CatalogueError here
+    try:
+        key = store.key_from_env(args.encryption_key_env)
+        store.connect(args.db, encryption_key=key).close()
+        get_model(
+            TranscribeOptions(model=args.model, device=args.device, compute_type=compute_type)
+        )
+    except (store.StoreError, ModelError) as exc:
+        return str(exc)
+    return None
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from audit.batch import format_summary
     from audit.contact import format_checks
@@ -49,13 +74,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from audit.store import StoreError
 
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
+    problem = _precheck_audit(args, compute_type)
+    if problem:
+        print(f"callaudit: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     from flows.runner import run_audit  # imports Prefect: only here
 
     try:
         summary = run_audit(
             processes=args.processes,
             dask_address=args.dask_address,
-            inbox=args.inbox,
+            inbox=os.path.abspath(args.inbox),  # workers may run elsewhere
             db=args.db,
             model=args.model,
             device=args.device,
@@ -320,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inbox", help="folder of call recordings (searched recursively)")
     p.add_argument("--db", required=True, help="DuckDB file to create or update")
     _add_model_args(p)
-    p.add_argument("--rules", default="cn", help="policy pack (cn, us) or a rule YAML file")
+    p.add_argument(
+        "--rules", default="cn", help="rule catalogue: a bundled pack name (cn) or a rule YAML file"
+    )
     p.add_argument(
         "--channels",
         default="agent,customer",
@@ -437,9 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Everything callaudit writes (the database and its WAL, reports, exports, summaries)
+    # holds debtors' words: owner-only, whatever the shell's umask.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
+    from audit.rules import CatalogueError
+
     try:
         return args.func(args)
+    except CatalogueError as exc:
+        print(f"callaudit: error in the rule catalogue: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:

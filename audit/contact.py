@@ -58,15 +58,13 @@ def run_contact_rules(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[st
     counts: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            "DELETE FROM findings WHERE via = 'sql' AND category IN (?, ?)",
-            list(CONTACT_CATEGORIES),
-        )
+        # Every finding the SQL rules made, whatever category a policy gives them.
+        con.execute("DELETE FROM findings WHERE via = 'sql'")
         for rule in policy.rules:
             counts[rule.id] = _insert_rule(con, rule, policy)
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        store.rollback_quietly(con)
         raise
     return counts
 

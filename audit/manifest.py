@@ -78,11 +78,13 @@ class Manifest:
     encoding: str
     records: list[CallRecord] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
             "file": self.path,
             "encoding": self.encoding,
+            "ignored_columns": self.ignored_columns,
             "rows": len(self.records) + len(self.errors),
             "accepted": len(self.records),
             "errors": [str(e) for e in self.errors],
@@ -120,6 +122,10 @@ def load_manifest(path: str | Path, inbox: str | Path) -> Manifest:
     if missing:
         raise ManifestError(f"{path}: missing required column(s): {', '.join(missing)}")
     manifest = Manifest(path=str(path), encoding=encoding)
+    # Columns we don't know are ignored, but said: a typo (callee_relaton) would otherwise
+    # silently turn every call's relation into "unknown".
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    manifest.ignored_columns = [h for h in header if h and h not in known]
     inbox_root = Path(inbox).resolve()
     seen: dict[str, int] = {}  # call ids and recording paths → the row that took them
     for row_no, cells in enumerate(reader, start=2):
@@ -289,6 +295,10 @@ def format_report(summary: dict) -> str:
         f"  manifest         : {summary['file']} ({summary['encoding']}): "
         f"{summary['accepted']} of {summary['rows']} rows accepted"
     ]
+    if summary.get("ignored_columns"):
+        lines.append(
+            f"    MANIFEST unknown column(s) ignored: {', '.join(summary['ignored_columns'])}"
+        )
     lines.extend(f"    MANIFEST {e}" for e in summary["errors"])
     return "\n".join(lines)
 

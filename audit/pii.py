@@ -109,8 +109,14 @@ def find_entities(text: str, entity: str) -> Iterator[tuple[int, int, str]]:
 
 
 def mask_digits(text: str, keep_last: int = 4) -> str:
-    """Mask every ID/bank/mobile number in text, keeping its last digits for reference."""
-    digits_text = spoken_digits_to_ascii(text)
+    """Mask every ID/bank/mobile number in text, keeping its last digits for reference.
+
+    Numbers are found on the width-folded form (Whisper's raw text may hold full-width
+    digits, １３８…), which has the same length, so the spans apply to ``text``.
+    """
+    from audit.normalize import canonical_aligned
+
+    digits_text = spoken_digits_to_ascii(canonical_aligned(text))
     spans: list[tuple[int, int]] = []
     for m in _DIGIT_RUN.finditer(digits_text):
         digits = re.sub(r"[ \-]", "", m.group(0))

@@ -193,6 +193,19 @@ def detect_findings(
     return findings
 
 
+def failed_result(call: CallInput, options: AuditOptions, error: str) -> CallResult:
+    """A call whose worker died (out of memory, lost Dask worker): on record as failed."""
+    return CallResult(
+        call_id=call.call_id,
+        source_path=call.path,
+        sha256=call.sha256,
+        status="failed",
+        error=error,
+        model=describe_model(options.transcribe.model),
+        rules_version=get_detector(options.rules).catalogue.rules_version,
+    )
+
+
 def mask_result(result: CallResult) -> CallResult:
     """Mask ID, bank-card and phone numbers in everything stored; findings stay."""
     result.utterances = [
@@ -273,6 +286,9 @@ def audit_call(
         result.status, result.error = "failed", f"file not found: {exc.filename}"
     except OSError as exc:
         result.status, result.error = "failed", f"cannot read the file: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one odd recording must not stop the batch
+        log.exception("unexpected error auditing %s", call.call_id)
+        result.status, result.error = "failed", f"unexpected error ({type(exc).__name__}: {exc})"
     if result.status == "failed":
         result.utterances, result.findings = [], []
     if options.pii == "mask":

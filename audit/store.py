@@ -275,7 +275,7 @@ def write_call_records(
         )
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback_quietly(con)
         raise
     return len(rows)
 

@@ -27,7 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Whisper's Chinese training data was full of video subtitles; on silence or noise it
 # sometimes "hears" their credits.
 PHANTOM_PATTERNS = re.compile(
-    r"请不吝|点赞|订阅|转发|打赏|字幕|谢谢观看|感谢观看|谢谢收看|明镜|栏目|由.{0,12}提供|"
+    r"请不吝|点赞|订阅|转发|打赏|字幕|谢谢观看|感谢观看|谢谢收看|明镜|栏目|"
+    r"(?:字幕|翻译|校对).{0,3}由.{0,16}提供|"
     r"Amara|优优独播|本视频|下集预告"
 )
 
@@ -111,13 +112,29 @@ def asr_flag(
     compression_ratio: float,
     options: TranscribeOptions,
 ) -> str | None:
-    if PHANTOM_PATTERNS.search(text):
+    if _is_phantom(text, no_speech_prob):
         return "phantom"
     if no_speech_prob > options.max_no_speech_prob and avg_logprob < options.min_avg_logprob:
         return "no_speech"
-    if compression_ratio > options.max_compression_ratio or _is_repeated_phrase(text):
+    if compression_ratio > options.max_compression_ratio:
+        return "repetition"
+    # 收费金融，收费金融 on a trailing bit of silence; a person repeating a word
+    # (老赖老赖) is confident speech and stays.
+    if _is_repeated_phrase(text) and no_speech_prob > 0.5:
         return "repetition"
     return None
+
+
+def _is_phantom(text: str, no_speech_prob: float) -> bool:
+    """Subtitle credits that Whisper invents.  A phantom word inside real speech
+    (转发到朋友圈, 由我们公司提供) is not enough: the credit must make up most of the
+    utterance, or the segment must be likely silence."""
+    matches = list(PHANTOM_PATTERNS.finditer(text))
+    if not matches:
+        return False
+    core = len(re.sub(r"[\W_]+", "", text)) or 1
+    covered = sum(len(m.group(0)) for m in matches)
+    return covered / core >= 0.4 or no_speech_prob > 0.5
 
 
 def _is_repeated_phrase(text: str) -> bool:

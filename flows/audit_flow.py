@@ -22,7 +22,13 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from audit import batch, report, store  # noqa: E402
 from audit.contact import check_calls  # noqa: E402
 from audit.manifest import plan_inbox  # noqa: E402
-from audit.pipeline import AuditOptions, CallInput, CallResult, audit_call  # noqa: E402
+from audit.pipeline import (  # noqa: E402
+    AuditOptions,
+    CallInput,
+    CallResult,
+    audit_call,
+    failed_result,
+)
 from audit.policy import load_policy  # noqa: E402
 from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
 
@@ -117,9 +123,12 @@ def audit_inbox(
             len(plan.skipped),
         )
         progress = batch.Progress(total=len(plan.todo))
-        futures = [audit_call_task.submit(call, options) for call in plan.todo]
-        for future in as_completed(futures):
-            result = future.result()
+        futures = {audit_call_task.submit(call, options): call for call in plan.todo}
+        for future in as_completed(list(futures)):
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker itself failed: record it, go on
+                result = failed_result(futures[future], options, f"worker failed: {exc!r}")
             store.write_call(con, result)
             logger.info(progress.update(result))
         checked = check_calls(con, records, plan, contact_policy)

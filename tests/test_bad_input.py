@@ -182,15 +182,19 @@ def test_locked_database_gives_a_clear_message(tmp_path, cli):
     )
     try:
         assert holder.stdout.readline().strip() == "ok"
-        proc = subprocess.run(
-            [*cli, "reaudit", "--db", str(db)], capture_output=True, text=True, timeout=120
-        )
+        procs = [
+            subprocess.run(
+                [*cli, *args, "--db", str(db)], capture_output=True, text=True, timeout=300
+            )
+            for args in (["reaudit"], ["audit", str(tmp_path)])
+        ]
     finally:
         holder.kill()
         holder.wait()
-    assert proc.returncode == 1
-    assert "in use by another process" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for proc in procs:
+        assert proc.returncode == 1
+        assert "in use by another process" in proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def _big_result(i: int) -> CallResult:
@@ -250,3 +254,31 @@ def test_missing_or_corrupt_model_names_the_fix(tmp_path):
     (broken / "config.json").write_text("{}")
     with pytest.raises(ModelError, match="Fix: pass --model"):
         get_model(TranscribeOptions(model=str(broken)))
+
+
+def test_everything_the_cli_writes_is_owner_only(tmp_path, cli):
+    """Database, its WAL, reports and exports hold debtors' words: mode 0600/0700."""
+    from tests.test_pipeline_store import run_batch
+
+    box = tmp_path / "inbox"
+    box.mkdir()
+    write_wav(box / "a.wav", [tone(1.0), tone(1.0)])
+    db = tmp_path / "a.duckdb"
+    run_batch(box, db)
+    os.chmod(db, 0o644)  # as if an older tool had made it readable
+    env = {**os.environ}
+    outputs = {
+        "html": [*cli, "report", "--db", str(db), "--out", str(tmp_path / "r.html")],
+        "csv": [*cli, "report", "--db", str(db), "--format", "csv", "--out", str(tmp_path / "csv")],
+    }
+    old = os.umask(0o022)  # a permissive shell
+    try:
+        for args in outputs.values():
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        os.umask(old)
+    written = [tmp_path / "r.html", *sorted((tmp_path / "csv").iterdir())]
+    assert len(written) > 2
+    for path in written:
+        assert path.stat().st_mode & 0o077 == 0, path

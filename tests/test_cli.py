@@ -48,6 +48,31 @@ def test_explain_shows_a_suppressed_match_and_its_reason(cli):
 
 
 def test_every_command_has_help(cli):
-    for cmd in ["audit", "detect", "explain", "rules"]:
+    for cmd in [
+        "audit",
+        "detect",
+        "explain",
+        "rules",
+        "eval",
+        "serve",
+        "reaudit",
+        "report",
+        "review",
+    ]:
         proc = run(cli, [cmd, "--help"])
         assert proc.returncode == 0 and "usage: callaudit" in proc.stdout
+
+
+def test_audit_refuses_bad_options_before_starting(cli, tmp_path):
+    bad_rules = tmp_path / "rules.yaml"
+    bad_rules.write_text("rules:\n  - {id: X, category: nonsense}\n", encoding="utf-8")
+    cases = [
+        (["--channels", "Agent,customer"], "--channels"),
+        (["--rules", str(bad_rules)], "error in the rule catalogue"),
+    ]
+    for extra, message in cases:
+        proc = run(cli, ["audit", str(tmp_path), "--db", str(tmp_path / "x.duckdb"), *extra])
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    missing = run(cli, ["audit", str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")])
+    assert missing.returncode == 1 and "inbox is not a folder" in missing.stderr

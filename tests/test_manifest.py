@@ -11,7 +11,7 @@ import yaml
 
 from audit import batch, store
 from audit.contact import check_calls
-from audit.manifest import ManifestError, load_manifest, plan_inbox
+from audit.manifest import ManifestError, format_report, load_manifest, plan_inbox
 from audit.pipeline import AuditOptions, audit_call
 from audit.policy import load_policy
 from audit.transcribe import Utterance
@@ -125,6 +125,35 @@ def test_a_missing_required_column_rejects_the_file(inbox, tmp_path):
     path.write_text("call_id,recording,agent_id\nc1,a.wav,A1\n", encoding="utf-8")
     with pytest.raises(ManifestError, match="missing required column.*debtor_id.*started_at"):
         load_manifest(path, inbox)
+
+
+def test_unknown_columns_are_named_not_silently_dropped(inbox, tmp_path):
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        HEADER + ",callee_relaton,remark\n"
+        "c1,a.wav,A1,D1,13800000001,debtor,2026-03-02T10:00:00+08:00,1,outbound,true,x,y\n",
+        encoding="utf-8",
+    )
+    m = load_manifest(path, inbox)
+    assert m.ignored_columns == ["callee_relaton", "remark"]
+    assert "unknown column(s) ignored: callee_relaton, remark" in format_report(m.summary())
+    assert len(m.records) == 1
+
+
+@pytest.mark.parametrize(
+    "recording,started_at,expected",
+    [
+        ("../../etc/passwd", "2026-03-02T10:00:00+08:00", "row 2"),
+        ("a.wav", "2026-02-30T10:00:00+08:00", "row 2"),  # no 30 February
+        ("a.wav", "2026-03-02T25:00:00+08:00", "row 2"),  # no 25 o'clock
+    ],
+)
+def test_escaping_paths_and_impossible_times_are_row_errors(
+    inbox, tmp_path, recording, started_at, expected
+):
+    line = f"c1,{recording},A1,D1,13800000001,debtor,{started_at},1,outbound,true"
+    m = load_manifest(write_manifest(tmp_path / "calls.csv", [line]), inbox)
+    assert m.records == [] and [str(e).split(":")[0] for e in m.errors] == [expected]
 
 
 @pytest.mark.parametrize("encoding,expected", [("utf-8-sig", "utf-8-sig"), ("gbk", "gbk")])

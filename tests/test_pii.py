@@ -53,3 +53,8 @@ def test_digit_runs_are_found_once_for_all_validators():
     for start, end, _digits in runs:
         assert text[start:end].replace(" ", "")[:1] in "6幺"
     assert digit_runs("您好，请问是张先生吗？") == []  # no digits at all: no work
+
+
+def test_full_width_digits_in_raw_asr_text_are_masked_too():
+    masked = mask_digits("电话１３８１２３４５６７８")
+    assert masked == "电话*******５６７８"

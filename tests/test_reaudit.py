@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import pipeline, store
+from audit import pipeline, store, transcribe
 from audit.reaudit import reaudit
 from audit.rules import RULES_DIR
 from tests.test_pipeline_store import inbox, run_batch  # noqa: F401 - fixture reuse
@@ -49,6 +49,9 @@ def test_reaudit_updates_findings_keeps_reviews_and_never_transcribes(
     def no_whisper(*args, **kwargs):
         raise AssertionError("reaudit must not transcribe")
 
+    # Every transcription path goes through get_model; the fake transcriber of the first
+    # batch never did, so any call now would be reaudit reaching for Whisper.
+    monkeypatch.setattr(transcribe, "get_model", no_whisper)
     monkeypatch.setattr(pipeline, "transcribe_channels", no_whisper)
     new_rules = _catalogue_with_extra_rule(tmp_path)
     summary = reaudit(con, rules=str(new_rules))
