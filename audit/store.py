@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -278,6 +279,31 @@ def write_call_records(
         rollback_quietly(con)
         raise
     return len(rows)
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    started_at: datetime,
+    inbox: str,
+    summary: dict,
+    model: str,
+    rules_version: str,
+) -> None:
+    """One row per batch: what ran when, with which model and catalogue (audit trail)."""
+    con.execute(
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            started_at,
+            inbox,
+            summary["audited"],
+            summary["skipped"],
+            summary["failed"],
+            model,
+            rules_version,
+        ],
+    )
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -12,22 +12,27 @@ from flows.env import prepare_prefect_env
 prepare_prefect_env()
 
 import os  # noqa: E402
+import uuid  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from audit import batch, report, store  # noqa: E402
 from audit.contact import check_calls  # noqa: E402
 from audit.manifest import plan_inbox  # noqa: E402
+from audit.model import describe_model  # noqa: E402
 from audit.pipeline import (  # noqa: E402
     AuditOptions,
     CallInput,
     CallResult,
     audit_call,
     failed_result,
+    get_detector,
 )
 from audit.policy import load_policy  # noqa: E402
 from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
@@ -49,6 +54,7 @@ def build_options(
     beam_size: int = 5,
     channel_roles: str = "agent,customer",
     workers: int = 1,
+    semantic: bool = False,
 ) -> AuditOptions:
     roles = tuple(r.strip() for r in channel_roles.split(","))
     return AuditOptions(
@@ -62,6 +68,7 @@ def build_options(
         ),
         rules=rules,
         pii=pii,
+        semantic=semantic,
     )
 
 
@@ -96,15 +103,18 @@ def audit_inbox(
     policy: str = "cn",
     policy_overrides: dict | None = None,
     encryption_key_env: str | None = None,
+    semantic: bool = False,
 ) -> dict:
     """Audit every new recording in ``inbox`` into the DuckDB file ``db``.
 
     ``manifest``: call-detail CSV (call ids, callee relation, times); ``policy``: contact
-    policy pack (cn, us or a YAML file) with optional ``policy_overrides`` of its numbers.
+    policy pack (cn, us or a YAML file) with optional ``policy_overrides`` of its numbers;
+    ``semantic``: also run the experimental semantic second stage (``audit.semantic``).
     """
     logger = get_run_logger()
+    started_at = datetime.now(UTC)
     options = build_options(
-        model, device, compute_type, rules, pii, beam_size, channel_roles, workers
+        model, device, compute_type, rules, pii, beam_size, channel_roles, workers, semantic
     )
     # Fail the run early and clearly if the model is missing or damaged (in this process
     # the model is then cached for the thread workers).
@@ -134,6 +144,15 @@ def audit_inbox(
         checked = check_calls(con, records, plan, contact_policy)
         logger.info("contact rules: %s", contact_policy.describe())
         summary = {**batch.summarize(con, db, plan, progress).as_dict(), **checked}
+        store.record_run(
+            con,
+            run_id=str(flow_run.id or uuid.uuid4()),
+            started_at=started_at,
+            inbox=inbox,
+            summary=summary,
+            model=describe_model(model),
+            rules_version=get_detector(rules).catalogue.rules_version,
+        )
         top = report.top_findings(con)
     finally:
         con.close()

@@ -127,3 +127,8 @@ def test_running_again_changes_no_row_count(audited, cli):
     forced = audit(cli, audited["inbox"], audited["db"], "--force")
     assert "audited now      : 8" in forced.stdout
     assert counts(audited["db"]) == before
+    with duckdb.connect(str(audited["db"]), read_only=True) as con:
+        runs = con.execute(
+            "SELECT audited, skipped, failed FROM runs ORDER BY started_at"
+        ).fetchall()
+    assert runs == [(8, 0, 1), (0, 8, 1), (8, 0, 1)]  # the audit trail of the three runs
