@@ -75,6 +75,15 @@ def test_stereo_call_findings_carry_evidence_and_pii_is_masked(inbox):
     assert threat.citation.startswith("CBA-2026")
     assert "13812345678" not in by_cat["pii_exposure"].text  # masked by default
     assert by_cat["pii_exposure"].text.endswith("5678")
+    stored = [u.text + u.raw_text for u in result.utterances]
+    assert not any("13812345678" in t for t in stored)
+    assert any("*******5678" in t for t in stored)
+    kept = audit_call(
+        CallInput("call_a", str(inbox / "call_a.wav")),
+        AuditOptions(pii="keep"),
+        transcriber=fake_transcriber,
+    )
+    assert any("13812345678" in u.text for u in kept.utterances)
 
 
 def test_mono_speaker_is_unknown(inbox):

