@@ -58,8 +58,13 @@ def run_audit(processes: int = 0, dask_address: str | None = None, **params: Any
     """Run the flow with the right task runner; ``params`` are ``audit_inbox``'s."""
     runner = make_task_runner(params.get("workers", 1), processes, dask_address)
     if processes > 0 and not dask_address:
-        url = shared_api_url()
+        url: str | None = shared_api_url()
         os.environ["PREFECT_API_URL"] = url  # inherited by the Dask worker processes
+    else:
+        # Prefect reads its settings at import; a server named in the environment since
+        # then (a caller that started one) must still be used, not a temporary server.
+        url = os.environ.get("PREFECT_API_URL")
+    if url:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             return audit_inbox.with_options(task_runner=runner)(**params)
     return audit_inbox.with_options(task_runner=runner)(**params)
