@@ -143,15 +143,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_reaudit(args: argparse.Namespace) -> int:
+def _open_db(args: argparse.Namespace, read_only: bool = False):
+    """The database named by --db (and --encryption-key-env), or None after saying why."""
     from audit import store
-    from audit.reaudit import reaudit
 
     try:
         key = store.key_from_env(args.encryption_key_env)
-        con = store.connect(args.db, encryption_key=key)
+        return store.connect(args.db, read_only=read_only, encryption_key=key)
     except store.StoreError as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_reaudit(args: argparse.Namespace) -> int:
+    from audit.reaudit import reaudit
+
+    con = _open_db(args)
+    if con is None:
         return EXIT_ERROR
     try:
         s = reaudit(con, rules=args.rules, force=args.force)
@@ -274,14 +282,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from audit import store
     from audit.review import ReviewError, record_review, rule_precision
 
-    try:
-        key = store.key_from_env(args.encryption_key_env)
-        con = store.connect(args.db, encryption_key=key)
-    except store.StoreError as exc:
-        print(f"callaudit: error: {exc}", file=sys.stderr)
+    con = _open_db(args)
+    if con is None:
         return EXIT_ERROR
     try:
         r = record_review(con, args.finding_id, args.verdict, args.note, args.reviewer)

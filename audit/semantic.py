@@ -42,20 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
+from audit.categories import CATEGORIES as ALL_CATEGORIES
 from audit.categories import SEVERITIES
 from audit.detect import Hit
 from audit.model import cache_root
 from audit.rules import Catalogue, Rule, load_catalogue
 
-CATEGORIES: tuple[str, ...] = (
-    "threat",
-    "insult",
-    "harassment",
-    "third_party_disclosure",
-    "impersonation",
-    "false_legal_claim",
-    "inducement_to_borrow",
-)  # pii_exposure (validated numbers) and missing_disclosure (whole call) stay rule-only
+# What speech alone can show.  pii_exposure (validated numbers), missing_disclosure (a
+# whole-call check) and the contact categories (call records) stay with the rules.
+_RULE_ONLY = ("pii_exposure", "missing_disclosure", "contact_time", "contact_frequency", "other")
+CATEGORIES: tuple[str, ...] = tuple(c for c in ALL_CATEGORIES if c not in _RULE_ONLY)
 SPEAKERS = frozenset({"agent", "unknown"})
 DEV_FILE = Path(__file__).resolve().parent.parent / "eval" / "dev.jsonl"
 
