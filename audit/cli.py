@@ -67,8 +67,14 @@ def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     try:
         key = store.key_from_env(args.encryption_key_env)
         store.connect(args.db, encryption_key=key).close()
+        # The same settings the flow loads with, so its process reuses this model.
         get_model(
-            TranscribeOptions(model=args.model, device=args.device, compute_type=compute_type)
+            TranscribeOptions(
+                model=args.model,
+                device=args.device,
+                compute_type=compute_type,
+                concurrency=max(1, args.workers),
+            )
         )
     except (store.StoreError, ModelError) as exc:
         return str(exc)

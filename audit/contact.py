@@ -1,10 +1,11 @@
 """Contact rules: the SQL files in ``sql/contact/`` run over ``calls`` with a policy's numbers.
 
-Each file is a SELECT that yields finding rows; the policy supplies its ``$parameters``
-(limits, window) and the finding's rule id, severity and citation.  Running the rules
-replaces every earlier contact finding in one transaction, so a re-run, or a switch of
-policy, leaves exactly the findings of the current policy.  Finding ids are
-md5(call_id|rule_id), stable across runs, so reviews stay attached.
+Each file is a SELECT that yields ``(call_id, text, match)``: which calls break the rule
+and the evidence in words.  The policy supplies its ``$parameters`` (limits, window), and
+``_AS_FINDINGS`` below turns the rows into findings of that rule (id, severity, citation).
+Running the rules replaces every earlier contact finding in one transaction, so a re-run,
+or a switch of policy, leaves exactly the findings of the current policy.  Finding ids
+are md5(call_id|rule_id), stable across runs, so reviews stay attached.
 """
 
 from __future__ import annotations
@@ -22,6 +23,22 @@ from audit.policy import ContactRule, Policy, PolicyError
 CONTACT_CATEGORIES = ("contact_time", "contact_frequency")
 _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 _COMMENT = re.compile(r"--[^\n]*")
+# The finding shape, in one place for every rule file.
+_AS_FINDINGS = """
+SELECT
+    substr(md5(call_id || '|' || $rule_id), 1, 20) AS finding_id,
+    call_id,
+    $rule_id AS rule_id,
+    $category AS category,
+    $severity AS severity,
+    'agent' AS speaker,
+    text,
+    match,
+    'sql' AS via,
+    $citation AS citation,
+    $rules_version AS rules_version
+FROM ({rule_sql})
+"""
 
 
 def contact_dir() -> Path:
@@ -29,10 +46,12 @@ def contact_dir() -> Path:
 
 
 def rule_sql(rule: ContactRule) -> str:
+    """The rule's file wrapped into finding rows."""
     path = contact_dir() / rule.sql
     if not path.is_file():
         raise PolicyError(f"rule {rule.id}: SQL file {path} not found")
-    return path.read_text(encoding="utf-8").strip().rstrip(";")
+    body = _COMMENT.sub("", path.read_text(encoding="utf-8")).strip().rstrip(";")
+    return _AS_FINDINGS.format(rule_sql=body)
 
 
 def rule_params(rule: ContactRule, policy: Policy, sql: str) -> dict[str, Any]:

@@ -533,11 +533,10 @@ class Detector:
         denials = self.catalogue.answer_denials
         if not denials or not self._is_question(idx, pos):
             return None
-        ends = idx._ends("sentence")
-        sid = idx.window_id("sentence", pos)
-        if sid >= len(ends):
+        _begin, stop = idx.sentence_bounds(pos)
+        following = idx.canonical[stop:].lstrip(" ，,。！？!?…—")
+        if not following:
             return None  # the question is the last sentence: no answer follows
-        following = idx.canonical[ends[sid] + 1 :].lstrip(" ，,。！？!?…—")
         return next((d for d in denials if following.startswith(d)), None)
 
     def _is_question(self, idx: _TextIndex, pos: int) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from audit.audio import (
     AUDIO_EXTENSIONS,
     LONG_RECORDING_S,
+    SAMPLE_RATE,
     WINDOW_S,
     AudioError,
     AudioInfo,
@@ -215,17 +216,23 @@ def detect_findings(
     return findings
 
 
-def failed_result(call: CallInput, options: AuditOptions, error: str) -> CallResult:
-    """A call whose worker died (out of memory, lost Dask worker): on record as failed."""
+def _new_result(
+    call: CallInput, options: AuditOptions, status: str = "ok", error: str | None = None
+) -> CallResult:
     return CallResult(
         call_id=call.call_id,
         source_path=call.path,
         sha256=call.sha256,
-        status="failed",
+        status=status,
         error=error,
         model=describe_model(options.transcribe.model),
         rules_version=get_detector(options.rules).catalogue.rules_version,
     )
+
+
+def failed_result(call: CallInput, options: AuditOptions, error: str) -> CallResult:
+    """A call whose worker died (out of memory, lost Dask worker): on record as failed."""
+    return _new_result(call, options, "failed", error)
 
 
 def mask_result(result: CallResult) -> CallResult:
@@ -252,14 +259,13 @@ def _transcribe_in_windows(
     samples = 0
     total = max(1, round(info.duration_s / options.window_s + 0.499))
     for n, (offset, channels) in enumerate(iter_windows(path, info, options.window_s), 1):
-        samples = int(offset * 16000) + max(len(c) for c in channels)
+        samples = int(offset * SAMPLE_RATE) + max(len(c) for c in channels)
         for u in transcriber(channels, hotwords_for(options)):
             utterances.append(
                 replace(u, start_s=round(u.start_s + offset, 3), end_s=round(u.end_s + offset, 3))
             )
-        log.info(
-            "%s: window %d/%d transcribed (%.0f min)", call.call_id, n, total, samples / 16000 / 60
-        )
+        minutes = samples / SAMPLE_RATE / 60
+        log.info("%s: window %d/%d transcribed (%.0f min)", call.call_id, n, total, minutes)
     utterances.sort(key=lambda u: (u.start_s, u.speaker))
     return [replace(u, idx=i) for i, u in enumerate(utterances)], samples
 
@@ -272,15 +278,7 @@ def audit_call(
     """Audit one recording.  Bad input yields a failed result, never an exception."""
     started = time.perf_counter()
     detector = get_detector(options.rules)
-    result = CallResult(
-        call_id=call.call_id,
-        source_path=call.path,
-        sha256=call.sha256,
-        status="ok",
-        error=None,
-        model=describe_model(options.transcribe.model),
-        rules_version=detector.catalogue.rules_version,
-    )
+    result = _new_result(call, options)
     path = Path(call.path)
     try:
         if result.sha256 is None:
@@ -296,7 +294,7 @@ def audit_call(
             channels = load_channels(path, info)
             samples = max(len(c) for c in channels)
             result.utterances = transcriber(channels, hotwords_for(options))
-        result.duration_s = round(samples / 16000, 3)
+        result.duration_s = round(samples / SAMPLE_RATE, 3)
         result.findings = detect_findings(
             call.call_id,
             result.utterances,

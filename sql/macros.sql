@@ -19,3 +19,20 @@ CREATE OR REPLACE MACRO local_time(ts, tz) AS
 CREATE OR REPLACE MACRO call_day(started_at, tz, audited_at) AS
     CAST(CASE WHEN started_at IS NULL THEN timezone('UTC', audited_at)
               ELSE local_time(started_at, tz) END AS DATE);
+
+-- The call records the contact rules judge, each with the debtor's local time and day,
+-- so every rule reads "local" the same way.
+CREATE OR REPLACE MACRO contact_calls() AS TABLE
+    SELECT
+        call_id,
+        debtor_id,
+        callee_number,
+        started_at,
+        coalesce(direction, 'outbound') = 'outbound' AS outbound,
+        coalesce(answered, false) AS answered,
+        coalesce(callee_relation, 'unknown') <> 'third_party' AS to_debtor,
+        coalesce(timezone, 'UTC') AS zone,
+        local_time(started_at, timezone) AS local_ts,
+        CAST(local_time(started_at, timezone) AS DATE) AS local_day
+    FROM calls
+    WHERE started_at IS NOT NULL;
