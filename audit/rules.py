@@ -114,6 +114,8 @@ class Catalogue:
     mention_markers: tuple[str, ...] = ()
     digest: str = ""
     all_terms: frozenset[str] = field(default_factory=frozenset)
+    # category -> (severity, citation, title) of the learned stage's findings
+    learned: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
     def rules_version(self) -> str:
@@ -310,7 +312,26 @@ def parse_catalogue(text: str, origin: str = "<string>") -> Catalogue:
         mention_markers=tuple(ctx.get("mention_markers", [])),
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         all_terms=all_terms,
+        learned=_parse_learned(doc.get("learned") or {}, origin),
     )
+
+
+def _parse_learned(raw: Any, origin: str) -> dict[str, tuple[str, str, str]]:
+    """The ``learned`` section: severity, citation and title per category."""
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{origin}: 'learned' must map categories to settings")
+    out = {}
+    for category, spec in raw.items():
+        where = f"{origin} learned.{category}"
+        if category not in CATEGORIES or not isinstance(spec, dict):
+            raise CatalogueError(f"{where}: unknown category or not a mapping")
+        severity = str(spec.get("severity", "high"))
+        if severity not in SEVERITIES:
+            raise CatalogueError(f"{where}: severity {severity!r} is not one of {SEVERITIES}")
+        if not spec.get("citation"):
+            raise CatalogueError(f"{where}: a citation is required")
+        out[str(category)] = (severity, str(spec["citation"]), str(spec.get("title", category)))
+    return out
 
 
 def load_catalogue(pack_or_path: str | Path = "cn") -> Catalogue:

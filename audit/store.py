@@ -219,6 +219,7 @@ def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_ver
             f.via,
             f.citation,
             rules_version,
+            getattr(f, "score", None),
         ]
         for f in findings
     ]
@@ -226,7 +227,7 @@ def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_ver
         con.executemany(
             "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, speaker, "
             "utterance_idx, start_s, end_s, text, match, char_start, char_end, via, citation, "
-            "rules_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "rules_version, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (finding_id) DO NOTHING",
             rows,
         )

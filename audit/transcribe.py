@@ -45,6 +45,10 @@ class TranscribeOptions:
     min_silence_ms: int = 500
     channel_roles: tuple[str, ...] = ("agent", "customer")
     hotwords: str | None = None  # words to bias Whisper to, or "catalogue" for the rules' list
+    initial_prompt: str | None = None  # text Whisper continues from (bench/asr_telephone.py)
+    # Temperature fallback: re-decode hotter when a result looks like a loop or is unsure.
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    vad_speech_pad_ms: int = 400  # audio kept around each VAD speech chunk
     split_gap_s: float = 0.8
     max_no_speech_prob: float = 0.6
     min_avg_logprob: float = -1.0
@@ -172,10 +176,13 @@ def transcribe_channel(
         vad_parameters={
             "threshold": options.vad_threshold,
             "min_silence_duration_ms": options.min_silence_ms,
+            "speech_pad_ms": options.vad_speech_pad_ms,
         },
         word_timestamps=True,
         condition_on_previous_text=False,  # one bad segment must not poison the next
         hotwords=options.hotwords,
+        initial_prompt=options.initial_prompt,
+        temperature=list(options.temperatures),
         compression_ratio_threshold=options.max_compression_ratio,
         no_speech_threshold=options.max_no_speech_prob,
         log_prob_threshold=options.min_avg_logprob,

@@ -64,7 +64,7 @@ def timed(fn: Callable[[], None], n_items: int, seconds: float) -> tuple[float, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--file", default=str(ROOT / "eval" / "dev.jsonl"))
+    ap.add_argument("--file", default=str(ROOT / "audit" / "data" / "corpus" / "legacy_dev.jsonl"))
     ap.add_argument("--rules", default="cn")
     ap.add_argument("--seconds", type=float, default=2.5, help="time per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")

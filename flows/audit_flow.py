@@ -31,8 +31,8 @@ from audit.pipeline import (  # noqa: E402
     CallInput,
     CallResult,
     audit_call,
+    detection_version,
     failed_result,
-    get_detector,
 )
 from audit.policy import load_policy  # noqa: E402
 from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
@@ -54,7 +54,8 @@ def build_options(
     beam_size: int = 5,
     channel_roles: str = "agent,customer",
     workers: int = 1,
-    semantic: bool = False,
+    learned: bool = True,
+    correct: bool = True,
 ) -> AuditOptions:
     roles = tuple(r.strip() for r in channel_roles.split(","))
     return AuditOptions(
@@ -68,7 +69,8 @@ def build_options(
         ),
         rules=rules,
         pii=pii,
-        semantic=semantic,
+        learned=learned,
+        correct=correct,
     )
 
 
@@ -103,18 +105,29 @@ def audit_inbox(
     policy: str = "cn",
     policy_overrides: dict | None = None,
     encryption_key_env: str | None = None,
-    semantic: bool = False,
+    learned: bool = True,
+    correct: bool = True,
 ) -> dict:
     """Audit every new recording in ``inbox`` into the DuckDB file ``db``.
 
     ``manifest``: call-detail CSV (call ids, callee relation, times); ``policy``: contact
     policy pack (cn, us or a YAML file) with optional ``policy_overrides`` of its numbers;
-    ``semantic``: also run the experimental semantic second stage (``audit.semantic``).
+    ``learned``: the learned stage beside the rules (``audit.learned``); ``correct``: the
+    domain corrector of Whisper's homophones (``audit.correct``); both on by default.
     """
     logger = get_run_logger()
     started_at = datetime.now(UTC)
     options = build_options(
-        model, device, compute_type, rules, pii, beam_size, channel_roles, workers, semantic
+        model,
+        device,
+        compute_type,
+        rules,
+        pii,
+        beam_size,
+        channel_roles,
+        workers,
+        learned,
+        correct,
     )
     # Fail the run early and clearly if the model is missing or damaged (in this process
     # the model is then cached for the thread workers).
@@ -151,7 +164,7 @@ def audit_inbox(
             inbox=inbox,
             summary=summary,
             model=describe_model(model),
-            rules_version=get_detector(rules).catalogue.rules_version,
+            rules_version=detection_version(options),
         )
         top = report.top_findings(con)
     finally:

@@ -54,11 +54,14 @@ CREATE TABLE IF NOT EXISTS findings (
     match            VARCHAR,               -- the words that matched
     char_start       INTEGER,
     char_end         INTEGER,
-    via              VARCHAR,               -- text | pinyin | validator | regex | call | sql
+    via              VARCHAR,               -- text | pinyin | validator | regex | call | sql | learned
     citation         VARCHAR NOT NULL,      -- regulation clause the rule rests on
     rules_version    VARCHAR,
-    created_at       TIMESTAMPTZ DEFAULT now()
+    created_at       TIMESTAMPTZ DEFAULT now(),
+    score            DOUBLE                 -- learned stage: the classifier's score (else NULL)
 );
+-- Databases created before the learned stage had no score column.
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS score DOUBLE;
 
 -- Reviewers' verdicts. Keyed by the stable finding id, so they survive re-audits.
 CREATE TABLE IF NOT EXISTS reviews (

@@ -314,7 +314,7 @@ def test_detect_agrees_with_analyse_on_the_dev_set(detector):
 
     from tests.conftest import ROOT
 
-    with open(ROOT / "eval" / "dev.jsonl", encoding="utf-8") as f:
+    with open(ROOT / "audit" / "data" / "corpus" / "legacy_dev.jsonl", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     for r in rows:
         args = (r["text"], r["speaker"], r.get("callee_relation", "unknown"))

@@ -7,17 +7,11 @@ import subprocess
 
 import pytest
 
-from audit.evaluate import (
-    ANY,
-    LabelledFileError,
-    evaluate,
-    format_report,
-    parse_examples,
-    score,
-)
+from audit.corpus import LabelledFileError, parse_examples
+from audit.evaluate import ANY, evaluate, format_report, score
 from tests.conftest import ROOT
 
-DEV_SET = ROOT / "eval" / "dev.jsonl"
+DEV_SET = ROOT / "audit" / "data" / "corpus" / "legacy_dev.jsonl"
 
 
 def test_scores_count_per_category_and_any_violation():
@@ -89,7 +83,7 @@ def test_evaluate_a_tiny_file_with_a_call(detector):
 @pytest.fixture(scope="module")
 def dev_scores(cli) -> dict:
     proc = subprocess.run(
-        [*cli, "eval", str(DEV_SET), "--json"], capture_output=True, text=True, timeout=120
+        [*cli, "eval", str(DEV_SET), "--json"], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

@@ -1,0 +1,572 @@
+"""The learned stage: what the rules cannot enumerate, caught by a classifier.
+
+The rule catalogue is precise and explains itself, but it only knows the phrasing it was
+written against: open-ended abuse, veiled threats, polite disclosure and letter templates
+slip past it.  This stage scores each agent (or mono) utterance per category with a
+linear classifier trained on the labelled corpus that ships inside the package
+(``audit/data/corpus/*.jsonl``, see ``eval/README.md``):
+
+* features: character 1–3-grams of the canonical text, and 1–3-grams of its toneless,
+  *fuzzy* pinyin (zh=z, ch=c, sh=s, n=l, -ng=-n) so that Whisper's homophones
+  (预期 for 逾期, 环款 for 还款, 做劳 for 坐牢) share the features of the words meant;
+  plus a marker when the call record (or the conversation) says the callee is a third
+  party.  Rows are L2-normalised; n-grams seen fewer than ``min_count`` times are dropped;
+* classifier: one L2-regularised logistic regression per category, trained jointly
+  (full-batch Adam over a sparse matrix, numpy only);
+* thresholds: per category, from k-fold cross-validation on the corpus: the lowest score
+  whose out-of-fold precision is still >= ``target_precision`` (a category that cannot
+  reach it is switched off), so the stage holds precision on the compliant hard negatives.
+
+An utterance is scored whole and sentence by sentence (Whisper merges turns into long
+utterances); the best sentence is the finding's span and its score is kept on the
+finding.  The fitted model is cached under ``<cache>/learned/`` keyed by the corpus and
+the recipe, and its version joins the catalogue's in ``rules_version`` so a new corpus or
+recipe makes ``reaudit`` re-detect.
+
+``cross_validated`` scoring (used by ``callaudit eval``) scores a text that is itself in
+the corpus with the model fitted without its fold, so in-sample figures are out-of-fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pypinyin import Style, lazy_pinyin
+
+from audit.corpus import Example, load_examples
+from audit.model import cache_root
+from audit.normalize import normalize
+
+CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
+# What wording alone can show.  pii_exposure (validated numbers), missing_disclosure (a
+# whole-call check) and the contact categories (call records) stay with the rules.
+CATEGORIES: tuple[str, ...] = (
+    "threat",
+    "insult",
+    "harassment",
+    "third_party_disclosure",
+    "impersonation",
+    "false_legal_claim",
+    "inducement_to_borrow",
+    "other",
+)
+SPEAKERS = frozenset({"agent", "unknown"})
+RECIPE = "ml-2"  # bump when featurisation or fitting changes: cached models are keyed by it
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;\n]*")
+_NOT_TEXT = re.compile(r"[\s，,。！？!?；;：:、“”\"'‘’（）()《》【】\[\]…—\-~]+")
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"))
+THIRD_PARTY_FEATURE = "@callee=third_party"
+# Words after a negation, up to a word that starts a new predicate, are features of their
+# own: 我们不会去你家 is not 我们会去你家.  The breakers keep 不还钱就让你坐牢 a threat
+# (its 不 negates the debtor's 还钱, not the 坐牢).
+NEGATION_CUES = (
+    "不会",
+    "不要",
+    "千万别",
+    "别",
+    "没有",
+    "没",
+    "不",
+    "勿",
+    "避免",
+    "不能",
+    "不得",
+    "绝不",
+    "决不",
+    "不用",
+    "无需",
+    "不必",
+    "并非",
+    "不是",
+    "谁说",
+    "吓唬",
+    "不该",
+    "禁止",
+    "严禁",
+)
+SCOPE_BREAKERS = (
+    "就",
+    "否则",
+    "不然",
+    "的话",
+    "才",
+    "那",
+    "但",
+    "可是",
+    "还钱",
+    "还款",
+    "还清",
+    "还上",
+)
+_NEGATION = re.compile("|".join(sorted(NEGATION_CUES, key=len, reverse=True)))
+_BREAKER = re.compile("|".join(sorted(SCOPE_BREAKERS, key=len, reverse=True)))
+
+
+class LearnedError(RuntimeError):
+    """The learned stage can't be built; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    char_ngrams: tuple[int, int] = (1, 3)
+    pinyin_ngrams: tuple[int, int] = (1, 3)
+    min_count: int = 2
+    l2: float = 1e-4
+    iterations: int = 200
+    learning_rate: float = 0.08
+    folds: int = 5
+    target_precision: float = 0.95
+    min_threshold: float = 0.35
+    min_predicted: int = 5  # a threshold must keep at least this many out-of-fold hits
+
+
+# -- features ------------------------------------------------------------------------------
+@lru_cache(maxsize=65536)
+def _fuzzy(syllable: str) -> str:
+    """One reading for the sounds Whisper base confuses on telephone audio."""
+    for long, short in _FUZZY_INITIALS:
+        if syllable.startswith(long):
+            syllable = short + syllable[len(long) :]
+            break
+    if syllable.endswith("ng") and len(syllable) > 2:
+        syllable = syllable[:-1]
+    return syllable
+
+
+def _pinyin(text: str) -> list[str]:
+    out = []
+    for token in lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s)):
+        out.append(_fuzzy(token) if token.isascii() and token.isalpha() else token)
+    return out
+
+
+def features(
+    text: str, callee: str = "unknown", options: LearnedOptions | None = None
+) -> list[str]:
+    """The feature names of one text (with repeats: counts matter)."""
+    options = options or LearnedOptions()
+    core = _NOT_TEXT.sub(" ", normalize(text)).strip()
+    out: list[str] = []
+    for chunk in core.split(" "):
+        if not chunk:
+            continue
+        padded = f"^{chunk}$"
+        negated = _negated(padded)
+        lo, hi = options.char_ngrams
+        for n in range(lo, hi + 1):
+            out.extend(
+                ("n" if negated[i] else "c") + padded[i : i + n] for i in range(len(padded) - n + 1)
+            )
+        syllables = ["^", *_pinyin(chunk), "$"]
+        if len(syllables) != len(padded):
+            negated = [False] * len(syllables)
+        lo, hi = options.pinyin_ngrams
+        for n in range(lo, hi + 1):
+            out.extend(
+                ("q" if negated[i] else "p") + " ".join(syllables[i : i + n])
+                for i in range(len(syllables) - n + 1)
+            )
+    if callee == "third_party":
+        out.append(THIRD_PARTY_FEATURE)
+    return out
+
+
+def _negated(text: str) -> list[bool]:
+    """Per character: inside the scope of a negation (after the cue, before a breaker)."""
+    marks = [False] * len(text)
+    for m in _NEGATION.finditer(text):
+        end = len(text)
+        b = _BREAKER.search(text, m.end())
+        if b:
+            end = b.start()
+        for i in range(m.end(), end):
+            marks[i] = True
+    return marks
+
+
+class _Sparse:
+    """Rows of (feature index, weight), L2-normalised: the only matrix shape needed."""
+
+    def __init__(self, rows: Sequence[dict[int, float]], n_features: int):
+        self.n_rows = len(rows)
+        self.n_features = n_features
+        lengths = [len(r) for r in rows]
+        self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.indices = np.fromiter(
+            (i for r in rows for i in r), dtype=np.int64, count=int(self.indptr[-1])
+        )
+        values = np.fromiter(
+            (v for r in rows for v in r.values()), dtype=np.float32, count=int(self.indptr[-1])
+        )
+        self.row_of = np.repeat(np.arange(self.n_rows), lengths)
+        norms = np.sqrt(np.bincount(self.row_of, weights=values**2, minlength=self.n_rows))
+        self.values = values / np.maximum(norms, 1e-12)[self.row_of]
+
+        # Column order (features sorted), for the transposed product in one pass.
+        self._by_feature = np.argsort(self.indices, kind="stable")
+        sorted_features = self.indices[self._by_feature]
+        self._feature_starts = np.flatnonzero(
+            np.concatenate([[True], sorted_features[1:] != sorted_features[:-1]])
+        )
+        self._present = sorted_features[self._feature_starts]
+        self._row_starts = self.indptr[:-1][np.diff(self.indptr) > 0]
+        self._nonempty = np.flatnonzero(np.diff(self.indptr) > 0)
+
+    def dot(self, W: np.ndarray) -> np.ndarray:
+        """(rows x features) @ W, W: (features x C)."""
+        out = np.zeros((self.n_rows, W.shape[1]), dtype=np.float32)
+        if self.indices.size:
+            contrib = W[self.indices] * self.values[:, None]
+            out[self._nonempty] = np.add.reduceat(contrib, self._row_starts, axis=0)
+        return out
+
+    def tdot(self, R: np.ndarray) -> np.ndarray:
+        """(rows x features).T @ R, R: (rows x C)."""
+        out = np.zeros((self.n_features, R.shape[1]), dtype=np.float32)
+        if self.indices.size:
+            order = self._by_feature
+            contrib = R[self.row_of[order]] * self.values[order, None]
+            out[self._present] = np.add.reduceat(contrib, self._feature_starts, axis=0)
+        return out
+
+
+class Vocabulary:
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+    @classmethod
+    def fit(cls, featurised: Sequence[list[str]], min_count: int) -> Vocabulary:
+        counts: dict[str, int] = {}
+        for feats in featurised:
+            for f in set(feats):
+                counts[f] = counts.get(f, 0) + 1
+        return cls(sorted(f for f, k in counts.items() if k >= min_count))
+
+    def matrix(self, featurised: Sequence[list[str]]) -> _Sparse:
+        rows = []
+        for feats in featurised:
+            row: dict[int, float] = {}
+            for f in feats:
+                i = self.index.get(f)
+                if i is not None:
+                    row[i] = row.get(i, 0.0) + 1.0
+            rows.append({i: float(np.log1p(v)) for i, v in row.items()})
+        return _Sparse(rows, len(self.names))
+
+
+# -- fitting -------------------------------------------------------------------------------
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def fit_logistic(
+    X: _Sparse, Y: np.ndarray, options: LearnedOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (features x C) and biases (C) of one logistic regression per column of Y.
+
+    Positives are up-weighted to balance each category (most rows are negatives for any
+    one category), so scores are comparable across categories before thresholds.
+    """
+    n, C = Y.shape
+    pos = Y.sum(0)
+    w_pos = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0) ** 0.5
+    sample_w = np.where(Y > 0, w_pos, 1.0) / n
+    W = np.zeros((X.n_features, C), dtype=np.float32)
+    b = np.log(np.maximum(pos, 1) / np.maximum(n - pos, 1))
+    mW, vW = np.zeros_like(W), np.zeros_like(W)
+    mb, vb = np.zeros(C), np.zeros(C)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, options.iterations + 1):
+        P = _sigmoid(X.dot(W) + b)
+        R = ((P - Y) * sample_w).astype(np.float32)
+        gW = X.tdot(R) + options.l2 * W
+        gb = R.sum(0)
+        mW = beta1 * mW + (1 - beta1) * gW
+        vW = beta2 * vW + (1 - beta2) * gW**2
+        mb = beta1 * mb + (1 - beta1) * gb
+        vb = beta2 * vb + (1 - beta2) * gb**2
+        lr = options.learning_rate * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        W -= (lr * mW / (np.sqrt(vW) + eps)).astype(np.float32)
+        b -= lr * mb / (np.sqrt(vb) + eps)
+    return W, b
+
+
+def choose_threshold(scores: np.ndarray, y: np.ndarray, options: LearnedOptions) -> float:
+    """Lowest score whose out-of-fold precision is still >= the target (> 1: off)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = y[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    ok = [
+        k
+        for k in range(options.min_predicted - 1, len(hits))
+        if precision[k] >= options.target_precision
+    ]
+    if not ok:
+        return 2.0
+    return max(options.min_threshold, float(scores[order][max(ok)]))
+
+
+@dataclass
+class Model:
+    vocabulary: Vocabulary
+    W: np.ndarray
+    b: np.ndarray
+    thresholds: np.ndarray  # per category; > 1 = off
+
+    def scores(self, featurised: Sequence[list[str]]) -> np.ndarray:
+        if not featurised:
+            return np.zeros((0, len(CATEGORIES)))
+        return _sigmoid(self.vocabulary.matrix(featurised).dot(self.W) + self.b)
+
+    def save(self, path: Path) -> None:
+        def write(f) -> None:
+            np.savez_compressed(
+                f,
+                names=np.array(self.vocabulary.names, dtype=object),
+                W=self.W.astype(np.float32),
+                b=self.b,
+                thresholds=self.thresholds,
+            )
+
+        _atomic_save(path, write)
+
+    @classmethod
+    def load(cls, path: Path) -> Model:
+        with np.load(path, allow_pickle=True) as z:
+            return cls(
+                Vocabulary(list(z["names"])),
+                z["W"].astype(np.float64),
+                z["b"],
+                z["thresholds"],
+            )
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    examples: tuple[Example, ...]
+    featurised: tuple[tuple[str, ...], ...]
+    labels: np.ndarray  # (n, C)
+    digest: str
+
+
+def training_set(
+    paths: Sequence[Path] | None = None,
+    options: LearnedOptions | None = None,
+    keep: Callable[[Example], bool] | None = None,
+) -> TrainingSet:
+    """The agent/unknown rows of the shipped corpus (or of ``paths``); ``keep`` selects
+    rows (leave-one-register-out benchmarks train without one register)."""
+    options = options or LearnedOptions()
+    paths = sorted(CORPUS_DIR.glob("*.jsonl")) if paths is None else list(paths)
+    if not paths:
+        raise LearnedError(f"no training data: {CORPUS_DIR} has no *.jsonl files")
+    examples: list[Example] = []
+    seen: set[tuple[str, str]] = set()
+    for p in paths:
+        for e in load_examples(p):
+            key = (e.text, e.callee)
+            if e.speaker in SPEAKERS and key not in seen and (keep is None or keep(e)):
+                seen.add(key)
+                examples.append(e)
+    labels = np.array([[float(c in e.labels) for c in CATEGORIES] for e in examples])
+    payload = json.dumps(
+        [[e.text, e.callee, sorted(e.labels)] for e in examples] + [asdict(options), RECIPE],
+        ensure_ascii=False,
+    )
+    return TrainingSet(
+        examples=tuple(examples),
+        featurised=tuple(tuple(features(e.text, e.callee, options)) for e in examples),
+        labels=labels,
+        digest=hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12],
+    )
+
+
+def fold_of(text: str, folds: int) -> int:
+    """A text's cross-validation fold: stable, and the same for every copy of the text."""
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16) % folds
+
+
+def fit_all(ts: TrainingSet, options: LearnedOptions) -> tuple[Model, list[Model]]:
+    """The full model and one model per cross-validation fold (fitted without it).
+
+    The fold models' out-of-fold scores choose the thresholds, which all models share:
+    one number per category is tuned on labels the fold model did not train on, so the
+    cross-validated figures of ``callaudit eval`` are honest up to that one number.
+    """
+    n = len(ts.examples)
+    folds = np.array([fold_of(e.group, options.folds) for e in ts.examples])
+    oof = np.zeros((n, len(CATEGORIES)))
+    fold_models = []
+    for k in range(options.folds):
+        model = _fit_rows(ts, np.flatnonzero(folds != k), options)
+        held = np.flatnonzero(folds == k)
+        oof[held] = model.scores([list(ts.featurised[i]) for i in held])
+        fold_models.append(model)
+    thresholds = np.array(
+        [choose_threshold(oof[:, c], ts.labels[:, c], options) for c in range(len(CATEGORIES))]
+    )
+    full = _fit_rows(ts, np.arange(n), options)
+    for model in (full, *fold_models):
+        model.thresholds = thresholds
+    return full, fold_models
+
+
+def _fit_rows(ts: TrainingSet, rows: np.ndarray, options: LearnedOptions) -> Model:
+    vocabulary = Vocabulary.fit([ts.featurised[i] for i in rows], options.min_count)
+    W, b = fit_logistic(
+        vocabulary.matrix([ts.featurised[i] for i in rows]), ts.labels[rows], options
+    )
+    return Model(vocabulary, W, b, np.full(len(CATEGORIES), 2.0))
+
+
+def _atomic_save(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- the stage -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LearnedHit:
+    category: str
+    start: int
+    end: int
+    score: float
+    threshold: float
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence, surrounding spaces left out."""
+    spans = []
+    for m in _SENTENCE.finditer(text):
+        s, e = m.start(), m.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            spans.append((s, e))
+    return spans
+
+
+class LearnedStage:
+    """Fitted once per corpus and recipe (then loaded from the cache); thread-safe."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path] | None = None,
+        options: LearnedOptions | None = None,
+        keep: Callable[[Example], bool] | None = None,
+    ):
+        self.options = options or LearnedOptions()
+        self.training = training_set(paths, self.options, keep)
+        self.version = f"{RECIPE}-{self.training.digest}"
+        self._lock = threading.Lock()
+        self._models: dict[int | None, Model] = {}
+        # Every text of the corpus, and the reference of every transcript, to its fold.
+        self._fold_of = {
+            e.text: fold_of(e.group, self.options.folds) for e in self.training.examples
+        }
+        for e in self.training.examples:
+            self._fold_of.setdefault(e.group, fold_of(e.group, self.options.folds))
+        self.model = self._model(None)
+
+    def _model(self, fold: int | None) -> Model:
+        """The full model (fold None) or the one fitted without fold ``fold``."""
+        with self._lock:
+            if not self._models:
+                self._models = self._load_or_fit()
+            return self._models[fold]
+
+    def _load_or_fit(self) -> dict[int | None, Model]:
+        names: list[int | None] = [None, *range(self.options.folds)]
+        paths = {
+            k: cache_root() / "learned" / f"{self.version}-{'all' if k is None else f'fold{k}'}.npz"
+            for k in names
+        }
+        try:
+            return {k: Model.load(paths[k]) for k in names}
+        except (OSError, ValueError, KeyError):
+            pass  # not cached yet, or damaged: fit
+        full, fold_models = fit_all(self.training, self.options)
+        models: dict[int | None, Model] = {None: full, **dict(enumerate(fold_models))}
+        for k, model in models.items():
+            model.save(paths[k])
+        return models
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(zip(CATEGORIES, self.model.thresholds.tolist(), strict=True))
+
+    def is_training_text(self, text: str) -> bool:
+        return text in self._fold_of
+
+    def hits_batch(
+        self,
+        texts: Sequence[str],
+        speakers: Sequence[str],
+        callees: Sequence[str] | None = None,
+        cross_validated: bool = False,
+    ) -> list[list[LearnedHit]]:
+        """Per text, the categories scored at or above their threshold, with the best
+        sentence as span.  Customer speech is never scored."""
+        callees = callees if callees is not None else ["unknown"] * len(texts)
+        out: list[list[LearnedHit]] = [[] for _ in texts]
+        units: list[tuple[int, int, int]] = []  # (text index, start, end)
+        for i, (text, speaker) in enumerate(zip(texts, speakers, strict=True)):
+            if speaker not in SPEAKERS or not text.strip():
+                continue
+            spans = sentences(text)
+            units.append((i, 0, len(text)))
+            if len(spans) > 1:
+                units.extend((i, s, e) for s, e in spans)
+        if not units:
+            return out
+        by_model: dict[int | None, list[int]] = {}
+        for u, (i, _, _) in enumerate(units):
+            fold = self._fold_of.get(texts[i]) if cross_validated else None
+            by_model.setdefault(fold, []).append(u)
+        scores = np.zeros((len(units), len(CATEGORIES)))
+        thresholds = np.zeros((len(units), len(CATEGORIES)))
+        for fold, members in by_model.items():
+            model = self._model(fold)
+            feats = [
+                features(texts[units[u][0]][units[u][1] : units[u][2]], callees[units[u][0]])
+                for u in members
+            ]
+            scores[members] = model.scores(feats)
+            thresholds[members] = model.thresholds
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        for u, (i, _, _) in enumerate(units):
+            for c in range(len(CATEGORIES)):
+                margin = scores[u, c] - thresholds[u, c]
+                if margin >= 0 and ((i, c) not in best or scores[u, c] > best[(i, c)][0]):
+                    best[(i, c)] = (float(scores[u, c]), u)
+        for (i, c), (score, u) in sorted(best.items()):
+            _, s, e = units[u]
+            out[i].append(LearnedHit(CATEGORIES[c], s, e, score, float(thresholds[u, c])))
+        return out
+
+
+@lru_cache(maxsize=2)
+def get_learned() -> LearnedStage:
+    """The stage over the shipped corpus, built once per process."""
+    return LearnedStage()
