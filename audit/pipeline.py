@@ -32,6 +32,7 @@ from audit.audio import (
     probe,
     sha256_file,
 )
+from audit.callee import infer_callee
 from audit.detect import Detector, UtteranceIn, get_detector
 from audit.model import ModelError, describe_model
 from audit.pii import mask_digits
@@ -101,6 +102,7 @@ class CallResult:
     findings: list[Finding] = field(default_factory=list)
     audited_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     processing_s: float = 0.0
+    callee_inferred: str | None = None  # 'third_party: <evidence>' (audit.callee)
 
 
 def finding_id(
@@ -268,6 +270,8 @@ def mask_result(result: CallResult) -> CallResult:
     result.findings = [
         replace(f, text=mask_digits(f.text), match=mask_digits(f.match)) for f in result.findings
     ]
+    if result.callee_inferred:
+        result.callee_inferred = mask_digits(result.callee_inferred)
     return result
 
 
@@ -321,12 +325,14 @@ def audit_call(
         result.duration_s = round(samples / SAMPLE_RATE, 3)
         if options.correct:
             result.utterances = correct_utterances(result.utterances)
+        callee = call.callee_relation
+        if callee in ("unknown", "", None):
+            inferred = infer_callee(result.utterances)
+            if inferred is not None:
+                callee = inferred.relation
+                result.callee_inferred = f"{inferred.relation}: {inferred.evidence}"
         result.findings = detect_findings(
-            call.call_id,
-            result.utterances,
-            detector,
-            call.callee_relation,
-            get_learned(options),
+            call.call_id, result.utterances, detector, callee, get_learned(options)
         )
     except (AudioError, ModelError) as exc:
         result.status, result.error = "failed", str(exc)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 
 from audit import store
+from audit.callee import infer_callee
 from audit.detect import get_detector
 from audit.pipeline import AuditOptions, detect_findings, detection_version, get_learned
 from audit.transcribe import Utterance
@@ -83,6 +84,9 @@ def reaudit(
     for call_id, callee in calls:
         utterances = _recorrected(_utterances(con, call_id))
         n_utt += len(utterances)
+        inferred = infer_callee(utterances) if callee == "unknown" else None
+        if inferred is not None:
+            callee = inferred.relation
         findings = [
             f
             for f in detect_findings(call_id, utterances, detector, callee, stage)
@@ -100,7 +104,14 @@ def reaudit(
                     "UPDATE utterances SET text = ? WHERE call_id = ? AND idx = ?",
                     [[u.text, call_id, u.idx] for u in utterances],
                 )
-            con.execute("UPDATE calls SET rules_version = ? WHERE call_id = ?", [version, call_id])
+            con.execute(
+                "UPDATE calls SET rules_version = ?, callee_inferred = ? WHERE call_id = ?",
+                [
+                    version,
+                    None if inferred is None else f"{inferred.relation}: {inferred.evidence}",
+                    call_id,
+                ],
+            )
             con.execute("COMMIT")
         except Exception:
             store.rollback_quietly(con)

@@ -144,6 +144,7 @@ _CALL_COLUMNS = (
     "rules_version",
     "audited_at",
     "processing_s",
+    "callee_inferred",
 )
 
 

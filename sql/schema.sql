@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 -- Databases created before the learned stage had no score column.
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS score DOUBLE;
+-- Who answered, as the conversation shows it when the call record does not say
+-- (audit/callee.py): 'third_party: customer 3.2-4.1 s said '我是他妈妈''.  NULL: nothing inferred.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS callee_inferred VARCHAR;
 
 -- Reviewers' verdicts. Keyed by the stable finding id, so they survive re-audits.
 CREATE TABLE IF NOT EXISTS reviews (

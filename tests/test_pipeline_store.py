@@ -69,7 +69,8 @@ def test_stereo_call_findings_carry_evidence_and_pii_is_masked(inbox):
     assert result.status == "ok" and result.channels == 2 and result.sample_rate == 8000
     by_cat = {f.category: f for f in result.findings}
     assert {"threat", "insult", "pii_exposure"} <= set(by_cat)
-    assert "third_party_disclosure" not in by_cat  # the customer's question
+    # The customer's question (你们是不是要找我家人？) is never an agent violation.
+    assert not any(f.speaker == "customer" for f in result.findings)
     threat = by_cat["threat"]
     assert threat.speaker == "agent" and threat.start_s == 6.0 and threat.end_s == 8.5
     assert threat.citation.startswith("CBA-2026")
