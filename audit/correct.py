@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from pypinyin import Style, lazy_pinyin
 
 from audit.phonetic import char_readings, term_syllables
 
@@ -39,6 +40,9 @@ TERMS_FILE = Path(__file__).resolve().parent / "data" / "domain_terms.yaml"
 _HANZI = re.compile(r"[\u3400-\u9fff]")
 _FUZZY = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
 BOS, EOS = "\x02", "\x03"
+# Above this jieba frequency a word is everyday Mandarin: only an exact homophone of a
+# domain word may replace it, not a syllable that is merely close.
+COMMON_WORD_FREQ = 1000
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,31 @@ def _fuzzy(syllable: str) -> str:
     if syllable.endswith("ng"):
         syllable = syllable[:-1]
     return syllable
+
+
+@lru_cache(maxsize=65536)
+def _primary(ch: str) -> str:
+    """A character's usual toneless reading."""
+    return lazy_pinyin(ch, style=Style.NORMAL, errors="default")[0]
+
+
+@lru_cache(maxsize=65536)
+def _common_word(word: str) -> bool:
+    """A frequent word of general Mandarin (jieba's dictionary): 分析, 接受, 税收."""
+    import jieba
+
+    if not jieba.dt.initialized:
+        jieba.dt.initialize()
+    return jieba.dt.FREQ.get(word, 0) >= COMMON_WORD_FREQ
+
+
+def _near(heard: str, meant: str) -> bool:
+    """Same initial and another final, or same final and another initial."""
+    hi, mi = _initial(heard), _initial(meant)
+    if hi == mi:
+        # Two vowel-initial syllables are near only with the same glide (yi/yu, wa/wo).
+        return bool(hi) or heard[:1] == meant[:1]
+    return heard[len(hi) :] == meant[len(mi) :]
 
 
 def _initial(syllable: str) -> str:
@@ -140,14 +169,18 @@ class Corrector:
         protect: Sequence[str] = (),
         margin: float = 2.0,
         context: int = 4,
+        near_margin: float = 2.0,
     ):
         self.margin = margin
+        self.near_margin = near_margin
         self.context = context
         self.protect = tuple(protect)
         lm_texts = list(lm_texts)
         self.lm = CharLM(lm_texts)
         digest = hashlib.sha256(
-            json.dumps([sorted(terms), sorted(protect), margin, context, lm_texts]).encode()
+            json.dumps(
+                [sorted(terms), sorted(protect), margin, near_margin, context, lm_texts]
+            ).encode()
         ).hexdigest()[:10]
         self.version = f"corr-{digest}"
         self.terms: dict[str, list[_Term]] = {}
@@ -159,25 +192,29 @@ class Corrector:
             self.terms.setdefault(term.fuzzy[0], []).append(term)
         self.term_texts = frozenset(t for ts in self.terms.values() for t in (x.text for x in ts))
 
-    def _sounds_like(self, window: str, term: _Term) -> bool:
-        """Every syllable as the term's, toneless; at most one only close to it: a
-        telephone confusion (zh/z, n/l, -ng/-n), or, in words of three syllables or more,
-        the same initial with another final (通信路 for 通讯录)."""
-        near = 0
+    def _closeness(self, window: str, term: _Term) -> int | None:
+        """How far ``window`` sounds from ``term``: 0 the same syllables (toneless, any
+        reading of a polyphone), 1 one telephone confusion (zh/z, ch/c, sh/s, n/l, -ng/-n),
+        2 one syllable that keeps its initial or its final (一期 for 逾期, 限款 for 欠款,
+        起复 for 起诉); None when further (two or more syllables off, or one further off)."""
+        off = 0
+        rare = False  # a syllable matched only by a polyphone's rare reading (体 as ben)
         for ch, exact, fuzzy in zip(window, term.exact, term.fuzzy, strict=True):
             readings = char_readings(ch)
             if exact in readings:
+                rare = rare or _primary(ch) != exact
                 continue
+            if off:
+                return None
             if fuzzy in {_fuzzy(r) for r in readings}:
-                near += 1
-                continue
-            if len(term.exact) >= 3 and _initial(exact) and any(
-                _initial(r) == _initial(exact) for r in readings
-            ):
-                near += 1
-                continue
-            return False
-        return near <= 1
+                off = 1
+            elif _near(_primary(ch), exact):  # a polyphone's rare reading is no evidence
+                off = 2
+            else:
+                return None
+        if off == 2 and (rare or _common_word(window)):
+            return None  # 分析 is a word people say, not a mishearing of 分期
+        return off
 
     def _protected(self, text: str, start: int, end: int) -> bool:
         for word in self.protect:
@@ -193,29 +230,31 @@ class Corrector:
                 return True
         return False
 
-    def candidates(self, text: str) -> list[tuple[int, _Term]]:
+    def candidates(self, text: str) -> list[tuple[int, _Term, int]]:
         out = []
+        all_terms = [t for ts in self.terms.values() for t in ts]
         for i, ch in enumerate(text):
             if not _HANZI.match(ch):
                 continue
-            heads = {_fuzzy(r) for r in char_readings(ch)}
-            for head in heads:
-                for term in self.terms.get(head, ()):
-                    window = text[i : i + len(term.text)]
-                    if (
-                        len(window) == len(term.text)
-                        and window != term.text
-                        and all(_HANZI.match(c) for c in window)
-                        and self._sounds_like(window, term)
-                    ):
-                        out.append((i, term))
+            for term in all_terms:
+                window = text[i : i + len(term.text)]
+                if (
+                    len(window) == len(term.text)
+                    and window != term.text
+                    and all(_HANZI.match(c) for c in window)
+                ):
+                    off = self._closeness(window, term)
+                    if off is not None:
+                        out.append((i, term, off))
         return out
 
     def correct(self, text: str) -> tuple[str, list[Change]]:
         changes: list[Change] = []
         current = text
         # Longer words first: 最低还款 before 还款; one change per stretch.
-        for i, term in sorted(self.candidates(text), key=lambda c: (-len(c[1].text), c[0])):
+        for i, term, off in sorted(
+            self.candidates(text), key=lambda c: (-len(c[1].text), c[2], c[0])
+        ):
             end = i + len(term.text)
             if any(c.start < end and i < c.end for c in changes):
                 continue
@@ -225,7 +264,8 @@ class Corrector:
             before = current[lo:hi]
             after = current[lo:i] + term.text + current[end:hi]
             gain = self.lm.logprob(after) - self.lm.logprob(before)
-            if gain >= self.margin:
+            # The further the sound, the more the context must want the word.
+            if gain >= self.margin + (self.near_margin if off == 2 else 0.0):
                 changes.append(Change(i, end, current[i:end], term.text, round(gain, 2)))
                 current = current[:i] + term.text + current[end:]
         return current, sorted(changes, key=lambda c: c.start)
@@ -238,5 +278,11 @@ def get_corrector() -> Corrector:
     from audit.learned import CORPUS_DIR
 
     terms = domain_terms()
-    texts = [e.text for p in sorted(CORPUS_DIR.glob("*.jsonl")) for e in load_examples(p)]
+    # Written text only: Whisper's transcripts in the corpus would teach it the mishearings.
+    texts = [
+        e.text
+        for p in sorted(CORPUS_DIR.glob("*.jsonl"))
+        for e in load_examples(p)
+        if e.source_text is None
+    ]
     return Corrector(terms["correct"], texts, protect=terms["protect"])

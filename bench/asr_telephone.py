@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import telephone as tel  # noqa: E402
 
 from audit.corpus import load_examples  # noqa: E402
-from audit.correct import Corrector, domain_terms  # noqa: E402
+from audit.correct import Corrector, domain_terms, get_corrector  # noqa: E402
 from audit.learned import CORPUS_DIR  # noqa: E402
 from audit.transcribe import TranscribeOptions  # noqa: E402
 
@@ -56,19 +56,35 @@ CONFIGS: dict[str, dict[str, object]] = {
 }
 
 
-def load_synth(folder: Path, limit: int) -> list[dict]:
-    """The benchmark sentences: agent/mono lines with a domain term, in md5 order."""
+def load_synth(folders: list[Path], limit: int, exclude: set[str] = frozenset()) -> list[dict]:
+    """The benchmark sentences: agent/mono lines with a domain term, in md5 order,
+    leaving out ``exclude`` (ids whose transcripts the corrector was tuned on)."""
     terms = domain_terms()["benchmark"]
     rows = []
-    for index in sorted(folder.glob("index-*.jsonl")):
-        for line in index.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            if row.get("speaker") == "customer" or not (folder / row["file"]).is_file():
-                continue
-            if any(t in tel.cer_text(row["text"]) for t in terms):
-                rows.append(row)
+    for folder in folders:
+        for index in sorted(folder.glob("index-*.jsonl")):
+            for line in index.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                path = folder / row["file"]
+                if row.get("speaker") == "customer" or not path.is_file():
+                    continue
+                if str(row["id"]) in exclude:
+                    continue
+                if any(t in tel.cer_text(row["text"]) for t in terms):
+                    rows.append({**row, "file": str(path)})
     rows.sort(key=lambda r: tel.seed_of(str(r["id"])))
     return rows[:limit]
+
+
+def tuning_ids(path: Path | None) -> set[str]:
+    """Source ids of an ASR-in-the-loop file (what the corrector was tuned on)."""
+    if path is None or not path.is_file():
+        return set()
+    return {
+        str(json.loads(x)["source_id"])
+        for x in path.read_text(encoding="utf-8").splitlines()
+        if x.strip()
+    }
 
 
 def synthetic_noise_clips(folder: Path) -> dict[str, Path]:
@@ -99,70 +115,59 @@ def held_out_corrector(rows: list[dict]) -> Corrector:
         e.text
         for p in sorted(CORPUS_DIR.glob("*.jsonl"))
         for e in load_examples(p)
-        if tel.cer_text(e.text) not in held
+        if tel.cer_text(e.text) not in held and e.source_text is None
     ]
     terms = domain_terms()
     return Corrector(terms["correct"], texts, protect=terms["protect"])
 
 
-def run_config(
-    name: str, options: TranscribeOptions, rows: list[dict], synth: Path, work: Path
-) -> dict:
-    corrector = held_out_corrector(rows)
-    terms = domain_terms()["benchmark"]
-    per: dict[str, dict[str, float]] = {}
+def run_config(name: str, options: TranscribeOptions, rows: list[dict], work: Path) -> dict:
+    """Decode every sentence through its condition with ``options``; then score."""
     started = time.perf_counter()
     audio_s = 0.0
     examples = []
     for i, row in enumerate(rows):
         condition = tel.CONDITIONS[i % len(tel.CONDITIONS)]
-        x = tel.load_wav(synth / row["file"])
+        x = tel.load_wav(Path(row["file"]))
         audio_s += len(x) / tel.RATE
         path = tel.through_channel(x, condition, str(row["id"]), work)
         hyp, _raw = tel.transcribe_file(path, options)
         path.unlink(missing_ok=True)
-        fixed, _changes = corrector.correct(hyp)
-        ref = tel.cer_text(row["text"])
-        acc = per.setdefault(
-            condition.name, dict.fromkeys(("err", "err_c", "chars", "tf", "tf_c", "tn", "n"), 0)
-        )
-        acc["err"] += tel.edit_distance(tel.cer_text(hyp), ref)
-        acc["err_c"] += tel.edit_distance(tel.cer_text(fixed), ref)
-        acc["chars"] += len(ref)
-        found, expected = tel.term_recall(row["text"], hyp, terms)
-        found_c, _ = tel.term_recall(row["text"], fixed, terms)
-        acc["tf"] += found
-        acc["tf_c"] += found_c
-        acc["tn"] += expected
-        acc["n"] += 1
         examples.append(
-            {
-                "id": row["id"],
-                "condition": condition.name,
-                "ref": row["text"],
-                "hyp": hyp,
-                "fixed": fixed,
-            }
+            {"id": row["id"], "condition": condition.name, "ref": row["text"], "hyp": hyp}
         )
     elapsed = time.perf_counter() - started
+    result = score_examples(examples, held_out_corrector(rows))
+    return {"config": name, "rtf": round(elapsed / max(audio_s, 1e-9), 3), **result}
+
+
+def score_examples(examples: list[dict], corrector: Corrector) -> dict:
+    """CER and domain-term recall per condition and group, as heard and corrected."""
+    terms = domain_terms()["benchmark"]
+    keys = ("err", "err_c", "chars", "tf", "tf_c", "tn", "n")
+    per: dict[str, dict[str, float]] = {}
+    for ex in examples:
+        fixed, _changes = corrector.correct(ex["hyp"])
+        ex["fixed"] = fixed
+        ref = tel.cer_text(ex["ref"])
+        acc = per.setdefault(ex["condition"], dict.fromkeys(keys, 0))
+        acc["err"] += tel.edit_distance(tel.cer_text(ex["hyp"]), ref)
+        acc["err_c"] += tel.edit_distance(tel.cer_text(fixed), ref)
+        acc["chars"] += len(ref)
+        found, expected = tel.term_recall(ex["ref"], ex["hyp"], terms)
+        acc["tf"] += found
+        acc["tf_c"] += tel.term_recall(ex["ref"], fixed, terms)[0]
+        acc["tn"] += expected
+        acc["n"] += 1
     table = {}
     for group in ("clean", "noisy", None):
         names = [c.name for c in tel.CONDITIONS if group is None or c.group == group]
-        keys = [c.name for c in tel.CONDITIONS if c.name in names] + ([] if group is None else [])
-        tot = {
-            k: sum(per.get(n, {}).get(k, 0) for n in names)
-            for k in ("err", "err_c", "chars", "tf", "tf_c", "tn", "n")
-        }
+        tot = {k: sum(per.get(n, {}).get(k, 0) for n in names) for k in keys}
         table[group or "all"] = _ratios(tot)
-        del keys
-    for n, acc in per.items():
-        table[n] = _ratios(acc)
-    return {
-        "config": name,
-        "rtf": round(elapsed / max(audio_s, 1e-9), 3),
-        "table": table,
-        "examples": examples,
-    }
+    for c in tel.CONDITIONS:
+        if c.name in per:
+            table[c.name] = _ratios(per[c.name])
+    return {"table": table, "examples": examples}
 
 
 def _ratios(acc: dict[str, float]) -> dict[str, float]:
@@ -183,7 +188,8 @@ def real_clips(options: TranscribeOptions, work: Path) -> dict[str, float] | Non
     refs = load_references()
     if not refs:
         return None
-    err = {"as_recorded": 0, "telephone": 0}
+    err = {"as_recorded": 0, "telephone": 0, "as_recorded_corrected": 0, "telephone_corrected": 0}
+    corrector = get_corrector()
     chars = 0
     for name, ref in sorted(refs.items()):
         path = SHARED_CLIPS / name
@@ -193,6 +199,9 @@ def real_clips(options: TranscribeOptions, work: Path) -> dict[str, float] | Non
         chars += len(r)
         hyp, _ = tel.transcribe_file(path, options)
         err["as_recorded"] += tel.edit_distance(tel.cer_text(hyp), r)
+        err["as_recorded_corrected"] += tel.edit_distance(
+            tel.cer_text(corrector.correct(hyp)[0]), r
+        )
         # Telephone: 3.4 kHz band by resampling to 8 kHz, then G.711 µ-law.
         from audit.audio import load_channels, probe
 
@@ -201,6 +210,9 @@ def real_clips(options: TranscribeOptions, work: Path) -> dict[str, float] | Non
         tpath = tel.encode(x8, "ulaw", work, f"real-{tel.seed_of(name)}")
         hyp_t, _ = tel.transcribe_file(tpath, options)
         err["telephone"] += tel.edit_distance(tel.cer_text(hyp_t), r)
+        err["telephone_corrected"] += tel.edit_distance(
+            tel.cer_text(corrector.correct(hyp_t)[0]), r
+        )
     return {k: round(v / max(1, chars), 4) for k, v in err.items()}
 
 
@@ -225,14 +237,33 @@ def false_corrections(rows: list[dict]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--synth", type=Path, required=True, help="folder of synth_utterances.py")
+    ap.add_argument(
+        "--synth",
+        type=Path,
+        action="append",
+        required=True,
+        help="folder of synth_utterances.py (repeatable)",
+    )
+    ap.add_argument(
+        "--exclude",
+        type=Path,
+        help="an asr_corpus.py output: its sentences are left out (the corrector's tuning set)",
+    )
     ap.add_argument("--limit", type=int, default=360)
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write all figures and transcripts here")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument(
+        "--rescore",
+        type=Path,
+        help="re-score the transcripts saved in this --json file with today's corrector "
+        "(no decoding: the same Whisper output, a new correction)",
+    )
     args = ap.parse_args(argv)
-    rows = load_synth(args.synth, args.limit)
+    if args.rescore:
+        return rescore(args.rescore, args.synth, args.limit, args.json)
+    rows = load_synth(args.synth, args.limit, tuning_ids(args.exclude))
     if len(rows) < 300:
         print(
             f"note: only {len(rows)} sentences with domain terms in {args.synth}", file=sys.stderr
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in args.configs.split(","):
         options = replace(TranscribeOptions(cpu_threads=args.threads), **CONFIGS[name])
-        result = run_config(name, options, rows, args.synth, work)
+        result = run_config(name, options, rows, work)
         if not args.skip_real:
             result["real_clips"] = real_clips(options, work)
         result["hallucinations"] = hallucinations(options, work)
@@ -257,6 +288,21 @@ def main(argv: list[str] | None = None) -> int:
         print_config(result)
     if args.json:
         args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+def rescore(saved: Path, synth: list[Path], limit: int, out_path: Path | None) -> int:
+    data = json.loads(saved.read_text(encoding="utf-8"))
+    ids = {str(ex["id"]) for r in data["configs"].values() for ex in r["examples"]}
+    rows = [r for r in load_synth(synth, 10**9) if str(r["id"]) in ids]
+    data["false_corrections"] = false_corrections(rows)
+    print(f"corrector false corrections on references: {data['false_corrections']}")
+    corrector = held_out_corrector(rows)
+    for result in data["configs"].values():
+        result.update(score_examples(result["examples"], corrector))
+        print_config(result)
+    if out_path:
+        out_path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 
 

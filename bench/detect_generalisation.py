@@ -37,6 +37,7 @@ from audit.evaluate import Report, evaluate  # noqa: E402
 from audit.learned import CORPUS_DIR, SPEAKERS, get_learned  # noqa: E402
 
 BLIND = ROOT / "eval" / "blind" / "blind.jsonl"
+ASR_REGISTER = "asr_whisper"
 SPEECH = (
     "threat",
     "insult",
@@ -61,9 +62,7 @@ def summary(report: Report) -> dict[str, object]:
         "compliant": d["compliant"],
         "any_violation": d["any_violation"],
         "recall": {
-            c: s["recall"]
-            for c, s in d["categories"].items()
-            if c in SPEECH and s["support"]
+            c: s["recall"] for c, s in d["categories"].items() if c in SPEECH and s["support"]
         },
         "precision": {
             c: s["precision"]
@@ -97,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-loro", action="store_true")
     ap.add_argument("--rules", default="cn")
+    ap.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     args = ap.parse_args(argv)
     detector = get_detector(args.rules)
     stage = get_learned()
@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         s = summary(evaluate(detector, rows, learned))
         out[f"in_sample_{name}"] = s
         print(line(name, s))
-    per_register = Counter(register_of(e) for e in rows)
+    per_register = Counter(e.register for e in rows if e.register != ASR_REGISTER)
     print("\n2. per register, rules+learned cross-validated | and left out of training")
     loro: dict[str, object] = {}
     for register in sorted(per_register):
-        members = [e for e in rows if register_of(e) == register]
+        members = [e for e in rows if e.register == register]
         s_cv = summary(evaluate(detector, members, stage))
         entry = {"cross_validated": s_cv}
         print(line(f"{register} (cv)", s_cv))
@@ -128,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             print(line(f"{register} (left out)", s))
         loro[register] = entry
     out["registers"] = loro
+
+    heard = [e for e in rows if e.register == ASR_REGISTER]
+    if heard:
+        print("\n2b. Whisper's transcripts of the corpus (asr_whisper), learned cross-validated")
+        for name, learned in (("rules", None), ("rules+learned", stage)):
+            s = summary(evaluate(detector, heard, learned))
+            out[f"asr_{name}"] = s
+            print(line(f"transcripts, {name}", s))
+        sources = {e.source_text for e in heard}
+        said = [e for e in rows if e.text in sources and e.register != ASR_REGISTER]
+        s = summary(evaluate(detector, said, stage))
+        out["asr_reference_rules+learned"] = s
+        print(line("their reference text", s))
 
     print("\n3. compliant hard negatives flagged (cross-validated)")
     hard = [e for e in rows if e.register == "hard_negative"]
@@ -150,7 +163,60 @@ def main(argv: list[str] | None = None) -> int:
     out["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown(out), encoding="utf-8")
     return 0
+
+
+def _row(name: str, s: dict, extra: str = "") -> str:
+    a = s["any_violation"]
+    cats = " · ".join(f"{c} {r:.2f}" for c, r in s["recall"].items())
+    return (
+        f"| {name} | {s['examples']} | {a['precision'] or 0:.3f} | {a['recall'] or 0:.3f} "
+        f"| {extra} | {cats} |"
+    )
+
+
+def _flagged(s: dict) -> str:
+    f = s.get("compliant_flagged")
+    return f"{f[0]}/{f[1]} ({f[0] / max(1, f[1]):.1%})" if f else ""
+
+
+def markdown(out: dict) -> str:
+    """The figures as the README and docs/detection.md show them."""
+    head = "| set | rows | any-violation P | R | compliant flagged | recall per category |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for key, name in (
+        ("blind_rules", "**blind set**, rules alone"),
+        ("blind_rules+learned", "**blind set**, rules + learned stage"),
+        ("in_sample_rules", "corpus, rules alone (in-sample)"),
+        ("in_sample_rules+learned", "corpus, rules + learned (cross-validated)"),
+        ("asr_rules", "Whisper's transcripts of the corpus, rules alone"),
+        ("asr_rules+learned", "Whisper's transcripts, rules + learned (cross-validated)"),
+        ("asr_reference_rules+learned", "the same sentences as written, rules + learned"),
+    ):
+        if key in out:
+            lines.append(_row(name, out[key], _flagged(out[key])))
+    lines += [
+        "",
+        "Per register: cross-validated, and **left out** of training:",
+        "",
+        head,
+        "|---|---|---|---|---|---|",
+    ]
+    for register, entry in out.get("registers", {}).items():
+        if not entry["cross_validated"]["recall"]:
+            continue  # customer speech: never an agent violation, nothing to find
+        lines.append(_row(f"{register} (cv)", entry["cross_validated"]))
+        if "left_out" in entry:
+            s = entry["left_out"]
+            lines.append(_row(f"{register} (left out)", s, _flagged(s)))
+    f, t = out.get("hard_negatives_flagged", [0, 0])
+    lines += [
+        "",
+        f"Compliant hard negatives flagged (cross-validated): {f} of {t} = {f / max(1, t):.1%}.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

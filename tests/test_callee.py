@@ -35,6 +35,16 @@ def test_two_questions_of_the_agent_are_needed():
     assert infer_callee(twice).relation == "third_party"
 
 
+def test_asking_for_the_debtors_mother_twice_is_enough():
+    # The shape of the sample call_05: the callee only says 是啊.
+    call = [
+        utt(0, "agent", "你好，请问是张伟的妈妈吗？"),
+        utt(1, "customer", "是啊，你是哪位？"),
+        utt(2, "agent", "你是他妈妈，你得管管他。"),
+    ]
+    assert infer_callee(call).relation == "third_party"
+
+
 def test_the_debtor_and_mono_calls_infer_nothing():
     debtor = [utt(0, "agent", "请问是李明先生吗？"), utt(1, "customer", "对，我就是，什么事？")]
     assert infer_callee(debtor) is None

@@ -213,7 +213,14 @@ def test_callee_relation_reaches_the_detector_and_a_change_reaudits(inbox, tmp_p
     )
     rule = "SELECT count(*) FROM findings WHERE rule_id = 'CN-TPD-THIRD-PARTY-DEBT'"
     first = audit_with_manifest(inbox, None, db)  # no call records yet
-    assert "call_05_third_party" in first["todo"] and query(db, rule) == [(0,)]
+    assert "call_05_third_party" in first["todo"]
+    # Without a record the conversation says who answered (请问是张伟的妈妈吗 / 你是他妈妈):
+    # the third-party rule applies and the inference is stored as evidence.
+    assert query(db, rule)[0][0] >= 1
+    (inferred,) = query(
+        db, "SELECT callee_inferred FROM calls WHERE call_id = 'call_05_third_party'"
+    )[0]
+    assert inferred.startswith("third_party: agent")
     manifest = write_manifest(tmp_path / "m.csv", [line.format(rel="debtor")])
     again = audit_with_manifest(inbox, manifest, db)
     assert again["todo"] == []  # still not a third party: nothing re-transcribed
