@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from pypinyin import Style, lazy_pinyin
 
+from audit.categories import CATEGORIES as ALL_CATEGORIES
 from audit.corpus import Example, load_examples
 from audit.model import cache_root
 from audit.normalize import normalize
@@ -50,16 +51,8 @@ from audit.normalize import normalize
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 # What wording alone can show.  pii_exposure (validated numbers), missing_disclosure (a
 # whole-call check) and the contact categories (call records) stay with the rules.
-CATEGORIES: tuple[str, ...] = (
-    "threat",
-    "insult",
-    "harassment",
-    "third_party_disclosure",
-    "impersonation",
-    "false_legal_claim",
-    "inducement_to_borrow",
-    "other",
-)
+_RULE_ONLY = ("pii_exposure", "missing_disclosure", "contact_time", "contact_frequency")
+CATEGORIES: tuple[str, ...] = tuple(c for c in ALL_CATEGORIES if c not in _RULE_ONLY)
 SPEAKERS = frozenset({"agent", "unknown"})
 RECIPE = "ml-3"  # bump when featurisation or fitting changes: cached models are keyed by it
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;\n]*")

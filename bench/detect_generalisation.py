@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from audit.categories import CATEGORIES  # noqa: E402
 from audit.corpus import Example, load_examples  # noqa: E402
 from audit.detect import get_detector  # noqa: E402
 from audit.evaluate import Report, evaluate  # noqa: E402
@@ -38,16 +39,9 @@ from audit.learned import CORPUS_DIR, SPEAKERS, get_learned  # noqa: E402
 
 BLIND = ROOT / "eval" / "blind" / "blind.jsonl"
 ASR_REGISTER = "asr_whisper"
-SPEECH = (
-    "threat",
-    "insult",
-    "harassment",
-    "third_party_disclosure",
-    "impersonation",
-    "false_legal_claim",
-    "inducement_to_borrow",
-    "pii_exposure",
-    "other",
+# What speech can show: every category but the call-level and call-record ones.
+SPEECH = tuple(
+    c for c in CATEGORIES if c not in ("missing_disclosure", "contact_time", "contact_frequency")
 )
 
 

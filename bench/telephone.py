@@ -10,16 +10,15 @@ clipped level.  Encoding and decoding use PyAV (the same FFmpeg the pipeline rea
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+from asr_eval import cer_text, edit_distance  # noqa: F401  (one definition of CER)
 
 RATE = 8000
-_NOT_SCORED = re.compile(r"[\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -154,22 +153,6 @@ def transcribe_file(path: Path, options) -> tuple[str, str]:
 
 def scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="callaudit-tel-"))
-
-
-def cer_text(text: str) -> str:
-    from audit.normalize import normalize
-
-    return _NOT_SCORED.sub("", normalize(text)).lower()
-
-
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def term_counts(text: str, terms: tuple[str, ...]) -> dict[str, int]:
