@@ -29,6 +29,20 @@ class Inference:
     relation: str  # third_party
     evidence: str  # who said what, when: shown on the call and in findings' context
 
+    @property
+    def note(self) -> str:
+        """What ``calls.callee_inferred`` stores."""
+        return f"{self.relation}: {self.evidence}"
+
+
+def resolve_callee(recorded: str | None, utterances: Sequence) -> tuple[str, Inference | None]:
+    """The relation detection uses: the call record's when it says who answered, else
+    what the conversation shows (with the inference, to store), else ``unknown``."""
+    if recorded not in ("unknown", "", None):
+        return recorded, None
+    inferred = infer_callee(utterances)
+    return (inferred.relation, inferred) if inferred else ("unknown", None)
+
 
 @lru_cache(maxsize=1)
 def signs(path: Path = SIGNS_FILE) -> dict[str, tuple[str, ...]]:

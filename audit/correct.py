@@ -34,11 +34,10 @@ from pathlib import Path
 import yaml
 from pypinyin import Style, lazy_pinyin
 
-from audit.phonetic import char_readings, term_syllables
+from audit.phonetic import char_readings, fuzzy_syllable, term_syllables
 
 TERMS_FILE = Path(__file__).resolve().parent / "data" / "domain_terms.yaml"
 _HANZI = re.compile(r"[\u3400-\u9fff]")
-_FUZZY = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
 BOS, EOS = "\x02", "\x03"
 # Above this jieba frequency a word is everyday Mandarin: only an exact homophone of a
 # domain word may replace it, not a syllable that is merely close.
@@ -59,17 +58,6 @@ def domain_terms(path: Path = TERMS_FILE) -> dict[str, tuple[str, ...]]:
     """The lists of the domain-term file: benchmark, correct, protect."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return {k: tuple(str(t) for t in doc.get(k) or ()) for k in ("benchmark", "correct", "protect")}
-
-
-@lru_cache(maxsize=65536)
-def _fuzzy(syllable: str) -> str:
-    for long, short in _FUZZY:
-        if syllable.startswith(long):
-            syllable = short + syllable[len(long) :]
-            break
-    if syllable.endswith("ng"):
-        syllable = syllable[:-1]
-    return syllable
 
 
 @lru_cache(maxsize=65536)
@@ -183,14 +171,13 @@ class Corrector:
             ).encode()
         ).hexdigest()[:10]
         self.version = f"corr-{digest}"
-        self.terms: dict[str, list[_Term]] = {}
+        self.terms: list[_Term] = []
         for t in terms:
             syllables = term_syllables(t)
             if len(t) < 2 or len(syllables) != len(t) or not all(_HANZI.match(c) for c in t):
                 continue
-            term = _Term(t, syllables, tuple(_fuzzy(s) for s in syllables))
-            self.terms.setdefault(term.fuzzy[0], []).append(term)
-        self.term_texts = frozenset(t for ts in self.terms.values() for t in (x.text for x in ts))
+            self.terms.append(_Term(t, syllables, tuple(fuzzy_syllable(s) for s in syllables)))
+        self.term_texts = frozenset(t.text for t in self.terms)
 
     def _closeness(self, window: str, term: _Term) -> int | None:
         """How far ``window`` sounds from ``term``: 0 the same syllables (toneless, any
@@ -206,7 +193,7 @@ class Corrector:
                 continue
             if off:
                 return None
-            if fuzzy in {_fuzzy(r) for r in readings}:
+            if fuzzy in {fuzzy_syllable(r) for r in readings}:
                 off = 1
             elif _near(_primary(ch), exact):  # a polyphone's rare reading is no evidence
                 off = 2
@@ -232,11 +219,10 @@ class Corrector:
 
     def candidates(self, text: str) -> list[tuple[int, _Term, int]]:
         out = []
-        all_terms = [t for ts in self.terms.values() for t in ts]
         for i, ch in enumerate(text):
             if not _HANZI.match(ch):
                 continue
-            for term in all_terms:
+            for term in self.terms:
                 window = text[i : i + len(term.text)]
                 if (
                     len(window) == len(term.text)

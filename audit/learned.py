@@ -47,6 +47,7 @@ from audit.categories import CATEGORIES as ALL_CATEGORIES
 from audit.corpus import Example, load_examples
 from audit.model import cache_root
 from audit.normalize import normalize
+from audit.phonetic import TELEPHONE_INITIALS, fuzzy_syllable
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 # What wording alone can show.  pii_exposure (validated numbers), missing_disclosure (a
@@ -57,7 +58,8 @@ SPEAKERS = frozenset({"agent", "unknown"})
 RECIPE = "ml-3"  # bump when featurisation or fitting changes: cached models are keyed by it
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;\n]*")
 _NOT_TEXT = re.compile(r"[\s，,。！？!?；;：:、“”\"'‘’（）()《》【】\[\]…—\-~]+")
-_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"))
+# The classifier also folds r into l (日/立 on a noisy line).
+_FUZZY_INITIALS = (*TELEPHONE_INITIALS, ("r", "l"))
 THIRD_PARTY_FEATURE = "@callee=third_party"
 # Words after a negation, up to a word that starts a new predicate, are features of their
 # own: 我们不会去你家 is not 我们会去你家.  The breakers keep 不还钱就让你坐牢 a threat
@@ -125,22 +127,12 @@ class LearnedOptions:
 
 
 # -- features ------------------------------------------------------------------------------
-@lru_cache(maxsize=65536)
-def _fuzzy(syllable: str) -> str:
-    """One reading for the sounds Whisper base confuses on telephone audio."""
-    for long, short in _FUZZY_INITIALS:
-        if syllable.startswith(long):
-            syllable = short + syllable[len(long) :]
-            break
-    if syllable.endswith("ng") and len(syllable) > 2:
-        syllable = syllable[:-1]
-    return syllable
-
-
 def _pinyin(text: str) -> list[str]:
     out = []
     for token in lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s)):
-        out.append(_fuzzy(token) if token.isascii() and token.isalpha() else token)
+        out.append(
+            fuzzy_syllable(token, _FUZZY_INITIALS) if token.isascii() and token.isalpha() else token
+        )
     return out
 
 

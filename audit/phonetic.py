@@ -69,3 +69,22 @@ def find_homophones(
         if all(syllables[k] in readings[start + k] for k in range(1, n)):
             hits.append(start)
     return hits
+
+
+# Sounds Whisper base confuses on 8 kHz telephone audio.
+TELEPHONE_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
+
+
+@lru_cache(maxsize=65536)
+def fuzzy_syllable(
+    syllable: str, initials: tuple[tuple[str, str], ...] = TELEPHONE_INITIALS
+) -> str:
+    """One reading for syllables that sound alike on the telephone: the first matching
+    initial folded (zh -> z, n -> l, ...) and a final -ng folded to -n."""
+    for long, short in initials:
+        if syllable.startswith(long):
+            syllable = short + syllable[len(long) :]
+            break
+    if syllable.endswith("ng") and len(syllable) > 2:
+        syllable = syllable[:-1]
+    return syllable

@@ -32,7 +32,7 @@ from audit.audio import (
     probe,
     sha256_file,
 )
-from audit.callee import infer_callee
+from audit.callee import resolve_callee
 from audit.detect import Detector, UtteranceIn, get_detector
 from audit.model import ModelError, describe_model
 from audit.pii import mask_digits
@@ -325,12 +325,8 @@ def audit_call(
         result.duration_s = round(samples / SAMPLE_RATE, 3)
         if options.correct:
             result.utterances = correct_utterances(result.utterances)
-        callee = call.callee_relation
-        if callee in ("unknown", "", None):
-            inferred = infer_callee(result.utterances)
-            if inferred is not None:
-                callee = inferred.relation
-                result.callee_inferred = f"{inferred.relation}: {inferred.evidence}"
+        callee, inferred = resolve_callee(call.callee_relation, result.utterances)
+        result.callee_inferred = inferred.note if inferred else None
         result.findings = detect_findings(
             call.call_id, result.utterances, detector, callee, get_learned(options)
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 
 from audit import store
-from audit.callee import infer_callee
+from audit.callee import resolve_callee
 from audit.detect import get_detector
 from audit.pipeline import AuditOptions, detect_findings, detection_version, get_learned
 from audit.transcribe import Utterance
@@ -84,9 +84,7 @@ def reaudit(
     for call_id, callee in calls:
         utterances = _recorrected(_utterances(con, call_id))
         n_utt += len(utterances)
-        inferred = infer_callee(utterances) if callee == "unknown" else None
-        if inferred is not None:
-            callee = inferred.relation
+        callee, inferred = resolve_callee(callee, utterances)
         findings = [
             f
             for f in detect_findings(call_id, utterances, detector, callee, stage)
@@ -106,11 +104,7 @@ def reaudit(
                 )
             con.execute(
                 "UPDATE calls SET rules_version = ?, callee_inferred = ? WHERE call_id = ?",
-                [
-                    version,
-                    None if inferred is None else f"{inferred.relation}: {inferred.evidence}",
-                    call_id,
-                ],
+                [version, inferred.note if inferred else None, call_id],
             )
             con.execute("COMMIT")
         except Exception:
