@@ -49,7 +49,7 @@ def probe(path: Path) -> AudioInfo:
         with av.open(str(path), metadata_errors="ignore") as container:
             streams = container.streams.audio
             if not streams:
-                raise AudioError("no audio stream in the file")
+                raise AudioError("not a readable audio file (it holds no audio stream)")
             stream = streams[0]
             channels = stream.codec_context.channels or stream.channels
             rate = stream.codec_context.sample_rate or stream.rate

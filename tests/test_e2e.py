@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,7 +54,7 @@ def audited(tmp_path_factory, cli):
     work = tmp_path_factory.mktemp("e2e")
     inbox = work / "inbox"
     shutil.copytree(SAMPLES / "inbox", inbox)
-    (inbox / "corrupt_upload.wav").write_bytes(os.urandom(4096))
+    (inbox / "corrupt_upload.wav").write_bytes(random.Random(7).randbytes(4096))
     db = work / "audit.duckdb"
     proc = audit(cli, inbox, db, "--json-summary", str(work / "summary.json"))
     summary = json.loads((work / "summary.json").read_text(encoding="utf-8"))
