@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,22 @@ import av
 import numpy as np
 from faster_whisper.audio import decode_audio
 
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".amr", ".ogg", ".opus", ".aac", ".wma")
+# Video containers too: some diallers store calls as .mp4/.3gp with one audio track.
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".mp3",
+    ".flac",
+    ".m4a",
+    ".amr",
+    ".ogg",
+    ".opus",
+    ".aac",
+    ".wma",
+    ".mp4",
+    ".3gp",
+    ".webm",
+    ".mka",
+)
 SAMPLE_RATE = 16000
 
 
@@ -33,7 +50,32 @@ class AudioInfo:
     codec: str
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` can't be read as a recording without blocking, or None.
+
+    stat() never blocks; opening a FIFO or reading /dev/zero through a symlink would
+    hang the batch (hashing reads to the end of the file).
+    """
+    mode = os.stat(path).st_mode  # follows symlinks: what would be read
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"not a regular file: {kind}"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    problem = not_a_regular_file(path)
+    if problem:
+        raise OSError(problem)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -43,6 +85,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def probe(path: Path) -> AudioInfo:
     """Read the container header: channels, rate, duration.  Raises AudioError."""
+    problem = not_a_regular_file(path)
+    if problem:
+        raise AudioError(problem)
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
     try:

@@ -42,6 +42,9 @@ def plan_batch(
     skipped: list[tuple[str, str]] = []
     seen_in_batch: dict[str, str] = {}
     for call in calls:
+        if call.problem:
+            todo.append(call)  # audit_call records why it can't be read
+            continue
         try:
             digest = sha256_file(Path(call.path))
         except OSError:
@@ -140,6 +143,19 @@ def summarize(con: duckdb.DuckDBPyConnection, db: str, plan: Plan, progress: Pro
     )
 
 
+def display_name(call_id: str, limit: int = 80) -> str:
+    """A call id as it may appear in terminals, logs and Prefect run names.
+
+    File names are the uploader's to choose: control characters (a newline forging a log
+    line, an ANSI escape colouring the terminal) are shown escaped, and a phone or ID
+    number in the name is masked like one read aloud.
+    """
+    from audit.pii import mask_digits
+
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in mask_digits(call_id))
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
 def format_summary(summary: dict) -> str:
     lines = [
         "",
@@ -157,5 +173,5 @@ def format_summary(summary: dict) -> str:
         lines.append("  findings by category:")
         lines.extend(f"    {cat:<24} {n}" for cat, n in by_cat.items())
     for call_id, error in summary["failures"]:
-        lines.append(f"  FAILED {call_id}: {error}")
+        lines.append(f"  FAILED {display_name(call_id)}: {display_name(str(error), 300)}")
     return "\n".join(lines)

@@ -11,8 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -165,6 +166,10 @@ def _open_db(args: argparse.Namespace, read_only: bool = False):
     """The database named by --db (and --encryption-key-env), or None after saying why."""
     from audit import store
 
+    if not Path(args.db).is_file():
+        # review and reaudit work on an audit that exists: never create an empty one.
+        print(f"callaudit: error: no audit database at {args.db}", file=sys.stderr)
+        return None
     try:
         key = store.key_from_env(args.encryption_key_env)
         return store.connect(args.db, read_only=read_only, encryption_key=key)
@@ -190,6 +195,51 @@ def cmd_reaudit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# One utterance is a turn of speech: a few hundred characters.  Far longer "lines" are
+# documents, and matching time grows faster than their length.
+MAX_TEXT_CHARS = 20_000
+_ALLOWED = {
+    "speaker": ("agent", "customer", "unknown"),
+    "callee_relation": ("debtor", "third_party", "unknown"),
+}
+
+
+def db_file(text: str) -> str:
+    """--db: a file path (an in-memory database would keep nothing)."""
+    if not text.strip() or text.strip().lower() == ":memory:":
+        raise argparse.ArgumentTypeError(f"{text!r} keeps nothing: give a file path")
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def iso_day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD") from None
+
+
+def _line_problem(obj: dict) -> str | None:
+    if len(obj["text"]) > MAX_TEXT_CHARS:
+        return f"'text' is {len(obj['text']):,} characters (at most {MAX_TEXT_CHARS:,}): split it"
+    for key, allowed in _ALLOWED.items():
+        value = obj.get(key)
+        if value is not None and value not in allowed:
+            return f"{key} must be one of {', '.join(allowed)}, not {json.dumps(value)[:40]}"
+    return None
+
+
 def _read_jsonl(path: str | None):
     stream = open(path, encoding="utf-8") if path and path != "-" else sys.stdin
     try:
@@ -204,6 +254,10 @@ def _read_jsonl(path: str | None):
                 continue
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 yield lineno, None, f"line {lineno}: expected an object with a string 'text'"
+                continue
+            problem = _line_problem(obj)
+            if problem:
+                yield lineno, None, f"line {lineno}: {problem}"
                 continue
             yield lineno, obj, None
     finally:
@@ -325,6 +379,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from audit.report import Period, export, render_report
     from audit.store import StoreError, key_from_env
 
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        print(
+            f"callaudit report: error: --from {args.date_from} is after --to {args.date_to}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     period = Period(args.date_from, args.date_to)
     try:
         key = key_from_env(args.encryption_key_env)
@@ -341,7 +401,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
-    from datetime import date
 
     p = sub.add_parser(
         "review",
@@ -350,7 +409,7 @@ def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
         "Verdicts survive re-audits; rule_stats shows each rule's reviewed precision.",
     )
     p.add_argument("finding_id", help="the finding's id (see the violations view)")
-    p.add_argument("--db", required=True, help="the audit DuckDB file")
+    p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
     p.add_argument("--verdict", required=True, choices=("confirmed", "false_positive"))
     p.add_argument("--note", help="why (free text)")
     p.add_argument("--reviewer", help="who reviewed (default: the login name)")
@@ -364,13 +423,14 @@ def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
         "report (charts, agent scorecard, highest-risk calls with evidence), or with "
         "--format csv|parquet the tables and views of the period into the folder --out.",
     )
-    p.add_argument("--db", required=True, help="the audit DuckDB file")
+    p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
     p.add_argument("--out", required=True, help="HTML file, or folder for csv/parquet")
-    day = date.fromisoformat
-    p.add_argument("--from", dest="date_from", type=day, help="first day (YYYY-MM-DD)")
-    p.add_argument("--to", dest="date_to", type=day, help="last day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--from", dest="date_from", type=iso_day, help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", type=iso_day, help="last day, inclusive (YYYY-MM-DD)")
     p.add_argument("--format", choices=("html", "csv", "parquet"), default="html")
-    p.add_argument("--top", type=int, default=10, help="highest-risk calls shown (default 10)")
+    p.add_argument(
+        "--top", type=positive_int, default=10, help="highest-risk calls shown (default 10)"
+    )
     _add_encryption_arg(p)
     p.set_defaults(func=cmd_report)
 
@@ -395,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 when some recordings failed (they are recorded as failed).",
     )
     p.add_argument("inbox", help="folder of call recordings (searched recursively)")
-    p.add_argument("--db", required=True, help="DuckDB file to create or update")
+    p.add_argument("--db", required=True, type=db_file, help="DuckDB file to create or update")
     _add_model_args(p)
     p.add_argument(
         "--rules", default="cn", help="rule catalogue: a bundled pack name (cn) or a rule YAML file"
@@ -446,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "address is printed) and stopped with serve. Stop with Ctrl-C or SIGTERM.",
     )
     p.add_argument("--inbox", required=True, help="folder of call recordings")
-    p.add_argument("--db", required=True, help="DuckDB file")
+    p.add_argument("--db", required=True, type=db_file, help="DuckDB file")
     p.add_argument("--cron", default="0 2 * * *", help='cron expression (default "0 2 * * *")')
     p.add_argument("--timezone", default="Asia/Shanghai", help="IANA time zone of the schedule")
     p.add_argument("--name", default="nightly", help="deployment name (default nightly)")
@@ -464,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         "already in the database, call by call, keeping reviews. Only calls audited with "
         "another catalogue version are redone unless --force.",
     )
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, type=db_file)
     p.add_argument("--rules", default="cn")
     p.add_argument("--force", action="store_true", help="redo every call")
     _add_learned_arg(p)

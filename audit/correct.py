@@ -57,7 +57,8 @@ class Change:
 def domain_terms(path: Path = TERMS_FILE) -> dict[str, tuple[str, ...]]:
     """The lists of the domain-term file: benchmark, correct, protect."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {k: tuple(str(t) for t in doc.get(k) or ()) for k in ("benchmark", "correct", "protect")}
+    keys = ("benchmark", "correct", "protect", "cautious")
+    return {k: tuple(str(t) for t in doc.get(k) or ()) for k in keys}
 
 
 @lru_cache(maxsize=65536)
@@ -158,16 +159,31 @@ class Corrector:
         margin: float = 2.0,
         context: int = 4,
         near_margin: float = 2.0,
+        cautious: Sequence[str] = (),
+        cautious_margin: float = 2.0,
     ):
         self.margin = margin
         self.near_margin = near_margin
+        # Words that make a finding on their own (坐牢, 上门): writing one that was not
+        # said accuses an agent, so the context must want it more.
+        self.cautious = frozenset(cautious)
+        self.cautious_margin = cautious_margin
         self.context = context
         self.protect = tuple(protect)
         lm_texts = list(lm_texts)
         self.lm = CharLM(lm_texts)
         digest = hashlib.sha256(
             json.dumps(
-                [sorted(terms), sorted(protect), margin, near_margin, context, lm_texts]
+                [
+                    sorted(terms),
+                    sorted(protect),
+                    margin,
+                    near_margin,
+                    context,
+                    sorted(cautious),
+                    cautious_margin,
+                    lm_texts,
+                ]
             ).encode()
         ).hexdigest()[:10]
         self.version = f"corr-{digest}"
@@ -251,7 +267,10 @@ class Corrector:
             after = current[lo:i] + term.text + current[end:hi]
             gain = self.lm.logprob(after) - self.lm.logprob(before)
             # The further the sound, the more the context must want the word.
-            if gain >= self.margin + (self.near_margin if off == 2 else 0.0):
+            needed = self.margin + (self.near_margin if off == 2 else 0.0)
+            if term.text in self.cautious:
+                needed += self.cautious_margin
+            if gain >= needed:
                 changes.append(Change(i, end, current[i:end], term.text, round(gain, 2)))
                 current = current[:i] + term.text + current[end:]
         return current, sorted(changes, key=lambda c: c.start)
@@ -271,4 +290,4 @@ def get_corrector() -> Corrector:
         for e in load_examples(p)
         if e.source_text is None
     ]
-    return Corrector(terms["correct"], texts, protect=terms["protect"])
+    return Corrector(terms["correct"], texts, protect=terms["protect"], cautious=terms["cautious"])

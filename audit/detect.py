@@ -636,8 +636,12 @@ def _pattern_spans(
         return
     if pattern.entity is not None:
         validator = pii.VALIDATORS[pattern.entity]
+        shape = pii.SHAPES[pattern.entity]
         for s, e, digits in idx.digit_runs:
-            if validator(digits):
+            before = idx.canonical[max(0, s - pattern.context_window) : s]
+            if validator(digits) or (
+                shape(digits) and any(word in before for word in pattern.context)
+            ):
                 yield s, e, "validator", [Occurrence(s, e, pattern.entity, "validator")]
         return
     keys = idx.detector.compiled.slot_keys.get(id(pattern))

@@ -532,6 +532,11 @@ class LearnedStage:
     def is_training_text(self, text: str) -> bool:
         return text in self._fold_of
 
+    def score_with_fold_of(self, text: str, group: str) -> None:
+        """Cross-validated scoring of ``text`` uses the model fitted without ``group``'s
+        fold: for a rewritten training text (a transcript after correction) in benchmarks."""
+        self._fold_of.setdefault(text, fold_of(group, self.options.folds))
+
     def hits_batch(
         self,
         texts: Sequence[str],

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -200,13 +202,25 @@ def offset_zone(started: datetime) -> str:
     return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
+@lru_cache(maxsize=1)
+def duckdb_zones() -> frozenset[str]:
+    """The zone names DuckDB's ICU knows: the SQL reads every stored zone with them."""
+    with duckdb.connect() as con:
+        return frozenset(
+            r[0] for r in con.execute("SELECT name FROM pg_timezone_names()").fetchall()
+        )
+
+
 def parse_timezone(text: str, started: datetime) -> str:
     if not text:
         return offset_zone(started)
     try:
         ZoneInfo(text)
+        known = text in duckdb_zones()  # Python also accepts localtime, posix/...
     except (ZoneInfoNotFoundError, ValueError):
-        raise _RowProblem(f"timezone {text!r} is not an IANA zone (e.g. Asia/Shanghai)") from None
+        known = False
+    if not known:
+        raise _RowProblem(f"timezone {text!r} is not an IANA zone (e.g. Asia/Shanghai)")
     return text
 
 
@@ -231,6 +245,8 @@ def parse_duration(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise _RowProblem(f"duration_s {text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise _RowProblem(f"duration_s {text!r} is not a number of seconds")
     if value < 0:
         raise _RowProblem(f"duration_s {text!r} is negative")
     return value

@@ -1,9 +1,12 @@
 """Personal data spoken aloud: Chinese ID numbers, bank cards, mobile numbers.
 
 Like a Presidio recognizer, each entity is a pattern plus a small validator, so a
-random 18-digit amount is not reported as an ID card.  Digits read out as Chinese
-words (幺三八…) are mapped one character to one digit first, which keeps offsets
-aligned with the original text.
+random 18-digit amount is not reported as an ID card.  As in Presidio, context words
+raise confidence: a number of the right *shape* (18 characters for an ID, 16-19 digits
+for a card) next to 身份证 or 卡号 is accepted even when its checksum fails, because one
+misheard or misread digit breaks a checksum without making the number any less personal.
+Digits read out as Chinese words (幺三八…) are mapped one character to one digit first,
+which keeps offsets aligned with the original text.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ _DIGIT_WORDS = str.maketrans(
         "七": "7",
         "八": "8",
         "九": "9",
+        "叉": "X",  # the ID check character, read aloud
     }
 )
-# Seven or more digit words in a row is a number read digit by digit, not an amount.
-_DIGIT_WORD_RUN = re.compile(r"[零〇洞一幺二两三四五六七八九]{7,}")
-# A run of digits, allowing the spaces and dashes people put between groups.
-_DIGIT_RUN = re.compile(r"(?<![\dA-Za-z])\d(?:[ \-]?[\dXx])+(?![\dA-Za-z])")
+_WORD_DIGIT = "零〇洞一幺二两三四五六七八九"
+# Seven or more digit words in a row (groups may be separated the way people read them,
+# 幺三八，一二三四，五六七八) is a number read digit by digit, not an amount.
+_DIGIT_WORD_RUN = re.compile(rf"[{_WORD_DIGIT}](?:[ ，,、\-]?[{_WORD_DIGIT}]){{6,}}叉?")
+# A run of digits, allowing the spaces, dashes and commas people put between groups.
+_DIGIT_RUN = re.compile(r"(?<![\dA-Za-z])\d(?:[ \-，,、]?[\dXx])+(?![\dA-Za-z])")
+_SEPARATORS = re.compile(r"[ \-，,、]")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -84,18 +91,32 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "mobile": is_mobile,
 }
 
+# The shape alone, accepted when a context word of the rule stands just before the number.
+SHAPES: dict[str, Callable[[str], bool]] = {
+    "id_card": lambda n: bool(re.fullmatch(r"\d{17}[\dXx]", n)),
+    "bank_card": lambda n: n.isdigit() and 16 <= len(n) <= 19,
+    "mobile": is_mobile,
+}
+
+
+def is_personal_number(digits: str) -> bool:
+    """Valid, or shaped like an ID or card number: what the masker hides."""
+    return any(check(digits) for check in VALIDATORS.values()) or any(
+        shape(digits) for shape in SHAPES.values()
+    )
+
 
 # Cheap pre-check: most utterances hold no digit and no run of digit words at all.
-_ANY_NUMBER = re.compile(r"\d|[零〇洞一幺二两三四五六七八九]{7}")
+_ANY_DIGIT = re.compile(r"\d")
 
 
 def digit_runs(text: str) -> list[tuple[int, int, str]]:
     """(start, end, digits) of every digit run, digit words read as digits; offsets align."""
-    if not _ANY_NUMBER.search(text):
+    if not _ANY_DIGIT.search(text) and not _DIGIT_WORD_RUN.search(text):
         return []
     digits_text = spoken_digits_to_ascii(text)
     return [
-        (m.start(), m.end(), re.sub(r"[ \-]", "", m.group(0)))
+        (m.start(), m.end(), _SEPARATORS.sub("", m.group(0)))
         for m in _DIGIT_RUN.finditer(digits_text)
     ]
 
@@ -111,6 +132,9 @@ def find_entities(text: str, entity: str) -> Iterator[tuple[int, int, str]]:
 def mask_digits(text: str, keep_last: int = 4) -> str:
     """Mask every ID/bank/mobile number in text, keeping its last digits for reference.
 
+    Anything shaped like an ID or card number is masked, valid or not: hiding a digit
+    too many costs nothing, storing a personal number costs a breach.
+
     Numbers are found on the width-folded form (Whisper's raw text may hold full-width
     digits, １３８…), which has the same length, so the spans apply to ``text``.
     """
@@ -119,15 +143,19 @@ def mask_digits(text: str, keep_last: int = 4) -> str:
     digits_text = spoken_digits_to_ascii(canonical_aligned(text))
     spans: list[tuple[int, int]] = []
     for m in _DIGIT_RUN.finditer(digits_text):
-        digits = re.sub(r"[ \-]", "", m.group(0))
-        if any(check(digits) for check in VALIDATORS.values()):
+        digits = _SEPARATORS.sub("", m.group(0))
+        if is_personal_number(digits):
             spans.append((m.start(), m.end()))
     if not spans:
         return text
     chars = list(text)
     for start, end in spans:
-        visible_from = end - keep_last
-        for i in range(start, end):
-            if i < visible_from and chars[i] not in " -":
+        kept = 0
+        for i in range(end - 1, start - 1, -1):  # keep the last digits, not separators
+            if chars[i] in " -，,、":
+                continue
+            if kept < keep_last:
+                kept += 1
+            else:
                 chars[i] = "*"
     return "".join(chars)

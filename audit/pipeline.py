@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -63,6 +64,7 @@ class CallInput:
     path: str
     sha256: str | None = None
     callee_relation: str = "unknown"  # debtor | third_party | unknown
+    problem: str | None = None  # found before reading (a link out of the inbox): fails
 
 
 @dataclass(frozen=True)
@@ -114,20 +116,46 @@ def finding_id(
 
 
 def discover(inbox: Path) -> list[CallInput]:
-    """Recordings under inbox (recursive), call_id = path relative to inbox minus extension."""
+    """Recordings under inbox (recursive), call_id = path relative to inbox minus extension.
+
+    Two recordings that differ only by extension (x.wav, x.flac) would share an id and
+    overwrite each other: both keep their extension in the id instead (x.wav, x.flac).
+    """
     if not inbox.is_dir():
         raise FileNotFoundError(f"inbox is not a folder: {inbox}")
-    found: list[CallInput] = []
+    paths: list[Path] = []
+    inside = inbox.resolve()
     for root, dirs, files in os.walk(inbox, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith(".") or not name.lower().endswith(AUDIO_EXTENSIONS):
                 continue
-            path = Path(root) / name
-            rel = path.relative_to(inbox)
-            call_id = str(rel.with_suffix("")).replace(os.sep, "/")
-            found.append(CallInput(call_id=call_id, path=str(path)))
-    return found
+            paths.append(Path(root) / name)
+    stems = Counter(_stem_id(p, inbox) for p in paths)
+    return [
+        CallInput(
+            call_id=_stem_id(p, inbox)
+            if stems[_stem_id(p, inbox)] == 1
+            else str(p.relative_to(inbox)).replace(os.sep, "/"),
+            path=str(p),
+            problem=_outside(p, inside),
+        )
+        for p in paths
+    ]
+
+
+def _outside(path: Path, inbox: Path) -> str | None:
+    """A symlink out of the inbox is refused, as the manifest refuses such a path."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.path.realpath(path))  # never raises, even on a loop
+    if target == inbox or inbox in target.parents:
+        return None
+    return "the file is a symbolic link to outside the inbox; copy the recording in instead"
+
+
+def _stem_id(path: Path, inbox: Path) -> str:
+    return str(path.relative_to(inbox).with_suffix("")).replace(os.sep, "/")
 
 
 def get_learned(options: AuditOptions) -> LearnedStage | None:
@@ -309,6 +337,8 @@ def audit_call(
     result = _new_result(call, options)
     path = Path(call.path)
     try:
+        if call.problem:
+            raise AudioError(call.problem)
         if result.sha256 is None:
             result.sha256 = sha256_file(path)
         info = probe(path)

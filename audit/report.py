@@ -142,11 +142,37 @@ def export(
         for name in (*EXPORT_TABLES, *EXPORT_VIEWS):
             path = out / f"{name}.{fmt}"
             options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT parquet"
-            con.execute(f"COPY (SELECT * FROM {name}) TO '{_sql_str(path)}' ({options})")
+            select = _csv_safe_select(con, name) if fmt == "csv" else f"SELECT * FROM {name}"
+            con.execute(f"COPY ({select}) TO '{_sql_str(path)}' ({options})")
             written.append(path)
     finally:
         con.close()
     return written
+
+
+# A cell starting with one of these is run as a formula by Excel and LibreOffice.
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def _csv_safe_select(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """SELECT of ``name`` whose text cells cannot run as spreadsheet formulas.
+
+    A call id, agent id or transcript starting with = + - @ (or a tab / carriage return)
+    would be a formula (CSV injection, OWASP): such a cell gets a leading apostrophe,
+    which spreadsheets show as text.
+    """
+    columns = con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()
+    parts = []
+    for column, kind, *_ in columns:
+        quoted = '"' + column.replace('"', '""') + '"'
+        if kind == "VARCHAR":
+            parts.append(
+                f"CASE WHEN regexp_matches({quoted}, '{_FORMULA_START}') "
+                f"THEN chr(39) || {quoted} ELSE {quoted} END AS {quoted}"
+            )
+        else:
+            parts.append(quoted)
+    return f"SELECT {', '.join(parts)} FROM {name}"
 
 
 # ---------------------------------------------------------------- Prefect artifacts

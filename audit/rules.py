@@ -3,7 +3,8 @@
 A policy pack is one YAML file under ``audit/rules/`` (``cn.yaml``, ``us.yaml``...):
 
 * ``sources``: the regulations rules may cite (ids from shared/regulations.md);
-* ``lexicons``: named term lists (``$family``, ``$debt``), optionally matched by pinyin;
+* ``lexicons``: named term lists (``$family``, ``$debt``), optionally matched by pinyin
+  (``=word`` in a pinyin lexicon: by characters only);
 * ``rules``: utterance rules (patterns + context) and ``call_rules`` (whole-call checks);
 * each rule carries its citation and positive/negative examples that the tests run.
 
@@ -49,6 +50,10 @@ class Pattern:
     slots: tuple[tuple[Term, ...], ...] = ()
     regex: re.Pattern[str] | None = None
     entity: str | None = None
+    # Entity patterns: words that, standing just before a number of the entity's shape,
+    # accept it without its checksum (see audit/pii.py).
+    context: tuple[str, ...] = ()
+    context_window: int = 12
     window: str = "clause"
     max_gap: int = 12
     not_between: tuple[str, ...] = ()
@@ -167,7 +172,11 @@ def _parse_pattern(raw: Any, lexicons: dict[str, tuple[Term, ...]], where: str) 
         if "entity" in raw:
             if raw["entity"] not in VALIDATORS:
                 raise CatalogueError(f"{where}: unknown entity {raw['entity']!r}")
-            return Pattern(entity=raw["entity"])
+            return Pattern(
+                entity=raw["entity"],
+                context=tuple(str(x) for x in _as_list(raw.get("context"), where)),
+                context_window=int(raw.get("context_window", 12)),
+            )
         try:
             return Pattern(regex=re.compile(raw["regex"]), window=raw.get("window", "sentence"))
         except re.error as exc:
@@ -221,7 +230,12 @@ def _parse_lexicons(raw: dict[str, Any]) -> dict[str, tuple[Term, ...]]:
             if t.startswith("$"):
                 expanded.extend(lexicons[t[1:]])
             else:
-                expanded.append(Term(t.lstrip("~"), pinyin=pinyin or t.startswith("~")))
+                # ~word: match by sound; =word: by characters only, even in a pinyin
+                # lexicon (借了 must not match 接了电话).
+                literal = t.startswith("=")
+                expanded.append(
+                    Term(t.lstrip("~="), pinyin=(pinyin and not literal) or t.startswith("~"))
+                )
         lexicons[name] = tuple(expanded)
     return lexicons
 

@@ -83,6 +83,9 @@ def connect(
     if not read_only:
         db.parent.mkdir(parents=True, exist_ok=True)
     new_file = not db.exists()
+    not_duckdb = _not_a_duckdb_file(db)
+    if not_duckdb:
+        raise StoreError(f"{db} is {not_duckdb}: give --db a new file or a callaudit database")
     old_umask = os.umask(0o077)  # debtors' words: readable by the owner only
     try:
         if encryption_key is None:
@@ -101,9 +104,52 @@ def connect(
         os.umask(old_umask)
     if new_file and db.exists():
         os.chmod(db, 0o600)
+    foreign = _foreign_tables(con)
+    if foreign:
+        con.close()
+        raise StoreError(
+            f"{db} is another application's database (tables: {', '.join(foreign[:8])}); "
+            "callaudit leaves it untouched: give --db a new file"
+        )
     if not read_only:
         apply_schema(con)
     return con
+
+
+# Every callaudit database, of any version, has these: a file with other tables and
+# not these belongs to something else, and adding ours to it would change it.
+_OUR_TABLES = frozenset({"calls", "utterances", "findings"})
+
+
+def _not_a_duckdb_file(db: Path) -> str | None:
+    """What an existing file is when it is not a DuckDB database (None if it is one)."""
+    try:
+        with open(db, "rb") as f:
+            head = f.read(16)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError:
+        return None  # unreadable: DuckDB's own error says why
+    if not head:
+        return None  # empty: DuckDB makes a database of it
+    if head.startswith(b"SQLite format 3"):
+        return "a SQLite database, not a DuckDB one"
+    if head[8:12] != b"DUCK":
+        return "not a DuckDB database file"
+    return None
+
+
+def _foreign_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "ORDER BY table_name"
+        ).fetchall()
+    ]
+    if not tables or _OUR_TABLES <= set(tables):
+        return []
+    return tables
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -80,10 +80,21 @@ _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+def _no_telemetry() -> None:
+    """onnxruntime (Silero VAD) keeps a telemetry event queue on some platforms: off."""
+    try:
+        import onnxruntime
+
+        onnxruntime.disable_telemetry_events()
+    except (ImportError, AttributeError):
+        pass
+
+
 def get_model(options: TranscribeOptions):  # -> faster_whisper.WhisperModel
     """One model per process and settings: loading costs seconds and ~300 MB."""
     from faster_whisper import WhisperModel
 
+    _no_telemetry()
     path = resolve_model(options.model)
     key = (path, options.device, options.compute_type, options.cpu_threads, options.concurrency)
     with _MODELS_LOCK:

@@ -118,7 +118,7 @@ def held_out_corrector(rows: list[dict]) -> Corrector:
         if tel.cer_text(e.text) not in held and e.source_text is None
     ]
     terms = domain_terms()
-    return Corrector(terms["correct"], texts, protect=terms["protect"])
+    return Corrector(terms["correct"], texts, protect=terms["protect"], cautious=terms["cautious"])
 
 
 def run_config(name: str, options: TranscribeOptions, rows: list[dict], work: Path) -> dict:

@@ -38,7 +38,13 @@ from audit.policy import load_policy  # noqa: E402
 from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
 
 
-@task(name="audit-call", task_run_name="audit {call.call_id}", cache_policy=NO_CACHE)
+def _task_run_name() -> str:
+    from prefect.runtime import task_run
+
+    return f"audit {batch.display_name(task_run.parameters['call'].call_id)}"
+
+
+@task(name="audit-call", task_run_name=_task_run_name, cache_policy=NO_CACHE)
 def audit_call_task(call: CallInput, options: AuditOptions) -> CallResult:
     # The worker's pid shows, in the run's logs, which process did the work.
     get_run_logger().info("worker pid %d", os.getpid())

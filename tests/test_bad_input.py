@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import wave
@@ -80,6 +81,56 @@ def test_symlink_loop_fails_with_a_readable_error(tmp_path):
     assert [c.call_id for c in calls] == ["a", "b"]
     result = audit(Path(calls[0].path))
     assert result.status == "failed" and "symbolic links" in result.error
+
+
+def _plan_and_audit(box: Path, tmp_path: Path) -> dict[str, CallResult]:
+    from audit import batch
+
+    con = store.connect(tmp_path / "plan.duckdb")
+    try:
+        plan = batch.plan_batch(discover(box), con, AuditOptions())
+    finally:
+        con.close()
+    return {
+        c.call_id: audit_call(c, AuditOptions(), transcriber=fake_transcriber) for c in plan.todo
+    }
+
+
+def test_a_fifo_or_a_link_to_a_device_fails_at_once_instead_of_hanging(tmp_path):
+    box = tmp_path / "inbox"
+    box.mkdir()
+    os.mkfifo(box / "pipe.wav")
+    os.symlink("/dev/zero", box / "zero.wav")
+    write_wav(box / "fine.wav", [tone(1.0)])
+
+    def hung(signum, frame):
+        raise TimeoutError("planning or auditing blocked on a FIFO or device")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        results = _plan_and_audit(box, tmp_path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert results["fine"].status == "ok"
+    assert results["pipe"].status == "failed" and "named pipe" in results["pipe"].error
+    # /dev/zero is also outside the inbox; read directly, it is refused as a device.
+    assert results["zero"].status == "failed"
+    direct = audit(box / "zero.wav")
+    assert direct.status == "failed" and "character device" in direct.error
+
+
+def test_a_link_out_of_the_inbox_is_refused_like_the_manifest_refuses_it(tmp_path):
+    outside = write_wav(tmp_path / "elsewhere.wav", [tone(1.0)])
+    box = tmp_path / "inbox"
+    (box / ".store").mkdir(parents=True)  # hidden folders are not discovered
+    write_wav(box / ".store" / "real.wav", [tone(1.0)])
+    os.symlink(outside, box / "escape.wav")
+    os.symlink(box / ".store" / "real.wav", box / "inside.wav")  # a link within: fine
+    results = _plan_and_audit(box, tmp_path)
+    assert results["escape"].status == "failed" and "outside the inbox" in results["escape"].error
+    assert results["inside"].status == "ok"
 
 
 def test_unreadable_file_fails_with_permission_denied(tmp_path):
@@ -282,3 +333,26 @@ def test_everything_the_cli_writes_is_owner_only(tmp_path, cli):
     assert len(written) > 2
     for path in written:
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_a_call_stored_as_mp4_is_discovered_and_audited(tmp_path):
+    import av
+
+    box = tmp_path / "inbox"
+    box.mkdir()
+    x = (tone(2.0, 16000) * 32767).astype(np.int16)
+    with av.open(str(box / "dialler.mp4"), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(x.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16000
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=16000)
+        for f in resampler.resample(frame):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    [call] = discover(box)
+    assert call.call_id == "dialler"
+    result = audit(Path(call.path))
+    assert result.status == "ok" and result.duration_s == pytest.approx(2.0, abs=0.2)  # AAC priming

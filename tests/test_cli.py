@@ -39,6 +39,24 @@ def test_detect_reads_a_file_and_reports_bad_lines(cli, tmp_path):
     assert "line 2" in proc.stderr and "line 3" in proc.stderr
 
 
+def test_detect_reports_malformed_fields_and_huge_lines_and_goes_on(cli, tmp_path):
+    f = tmp_path / "in.jsonl"
+    rows = [
+        {"id": 1, "text": "你就是个骗子", "speaker": ["agent"]},
+        {"id": 2, "text": "你就是个骗子", "callee_relation": {"x": 1}},
+        {"id": 3, "text": "再不还钱" * 10_000},
+        {"id": 4, "text": "你就是个骗子", "speaker": "agent"},
+    ]
+    f.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    proc = run(cli, ["detect", "--no-learned", str(f)])
+    assert proc.returncode == 1
+    assert [json.loads(x)["id"] for x in proc.stdout.splitlines()] == [4]
+    assert "line 1: speaker must be one of" in proc.stderr
+    assert "line 2: callee_relation must be one of" in proc.stderr
+    assert "line 3: 'text' is 40,000 characters" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_explain_shows_a_suppressed_match_and_its_reason(cli):
     proc = run(cli, ["explain", "请放心，我们不会上门"])
     assert proc.returncode == 0
@@ -76,3 +94,39 @@ def test_audit_refuses_bad_options_before_starting(cli, tmp_path):
         assert "Traceback" not in proc.stderr
     missing = run(cli, ["audit", str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")])
     assert missing.returncode == 1 and "inbox is not a folder" in missing.stderr
+
+
+def test_options_that_cannot_work_are_refused_with_exit_2(cli, tmp_path):
+    db = tmp_path / "x.duckdb"
+    cases = [
+        (["report", "--db", ":memory:", "--out", str(tmp_path / "r.html")], "keeps nothing"),
+        (
+            ["report", "--db", str(db), "--out", str(tmp_path / "r.html"), "--top", "-1"],
+            "1 or more",
+        ),
+        (
+            ["report", "--db", str(db), "--out", str(tmp_path / "r.html"), "--from", "03/01/2026"],
+            "YYYY-MM-DD",
+        ),
+        (
+            ["report", "--db", str(db), "--out", str(tmp_path / "r.html")]
+            + ["--from", "2026-03-09", "--to", "2026-03-01"],
+            "is after --to",
+        ),
+    ]
+    for args, message in cases:
+        proc = run(cli, args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not db.exists() and not (tmp_path / "r.html").exists()
+
+
+def test_review_and_reaudit_never_create_a_database(cli, tmp_path):
+    db = tmp_path / "typo.duckdb"
+    for args in (
+        ["review", "F1", "--db", str(db), "--verdict", "confirmed"],
+        ["reaudit", "--db", str(db)],
+    ):
+        proc = run(cli, args)
+        assert proc.returncode == 1 and "no audit database at" in proc.stderr
+    assert not db.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,14 @@ def test_the_test_sentences_are_not_training_data(stage):
         assert not stage.is_training_text(text)
     for text in COMPLIANT:
         assert not stage.is_training_text(text)
+
+
+def test_no_blind_set_sentence_is_training_data(stage):
+    # Counted, never printed: whoever tunes detection must not read the blind set.
+    blind = Path(__file__).resolve().parent.parent / "eval" / "blind" / "blind.jsonl"
+    texts = [json.loads(line)["text"] for line in blind.read_text("utf-8").splitlines() if line]
+    assert len(texts) >= 400
+    assert sum(stage.is_training_text(t) for t in texts) == 0
 
 
 def test_the_rules_miss_these_violations(detector):

@@ -179,6 +179,47 @@ def test_time_zone_comes_from_the_column_or_the_offset(inbox, tmp_path):
     assert "not an IANA zone" in m.errors[0].message and m.errors[0].row == 4
 
 
+@pytest.mark.parametrize("duration", ["nan", "inf", "-inf", "NaN"])
+def test_durations_that_are_not_numbers_of_seconds_are_rejected(inbox, tmp_path, duration):
+    line = f"c1,,A1,D1,1,debtor,2026-03-02T10:00:00+08:00,{duration},outbound,false"
+    m = load_manifest(write_manifest(tmp_path / "calls.csv", [line]), inbox)
+    assert m.records == [] and "duration_s" in m.errors[0].message
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "posix/Asia/Shanghai"])
+def test_zones_python_accepts_but_duckdb_cannot_read_are_rejected(inbox, tmp_path, zone):
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        HEADER + ",timezone\n"
+        f"c1,,A1,D1,1,debtor,2026-03-02T10:00:00+08:00,0,outbound,false,{zone}\n",
+        encoding="utf-8",
+    )
+    m = load_manifest(path, inbox)
+    assert m.records == [] and "not an IANA zone" in m.errors[0].message
+
+
+def test_a_database_holding_an_unreadable_zone_still_reports(tmp_path):
+    # Written by an older version that let `localtime` through: the views must still run.
+    db = tmp_path / "old.duckdb"
+    con = store.connect(db)
+    con.execute(
+        "INSERT INTO calls (call_id, status, started_at, timezone) "
+        "VALUES ('x', 'no_recording', TIMESTAMPTZ '2026-03-02 02:00:00+00', 'localtime'), "
+        "('y', 'no_recording', TIMESTAMPTZ '2026-03-02 02:00:00+00', 'Asia/Shanghai')"
+    )
+    con.close()
+    con = store.connect(db)
+    try:
+        local = dict(
+            con.execute("SELECT call_id, local_time(started_at, timezone) FROM calls").fetchall()
+        )
+        assert local["x"] is None and local["y"].hour == 10
+        for view in store.view_files():
+            con.execute(f"SELECT count(*) FROM {view.stem}").fetchone()
+    finally:
+        con.close()
+
+
 def test_the_sample_manifest_covers_the_sample_calls():
     m = load_manifest(SAMPLES / "calls.csv", SAMPLES / "inbox")
     assert m.errors == []

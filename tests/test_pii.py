@@ -58,3 +58,36 @@ def test_digit_runs_are_found_once_for_all_validators():
 def test_full_width_digits_in_raw_asr_text_are_masked_too():
     masked = mask_digits("电话１３８１２３４５６７８")
     assert masked == "电话*******５６７８"
+
+
+def test_grouped_spoken_numbers_are_one_number():
+    text = "手机幺三八，一二三四，五六七八，你记好"
+    [(start, end, digits)] = list(find_entities(text, "mobile"))
+    assert digits == "13812345678"
+    assert text[start:end] == "幺三八，一二三四，五六七八"
+
+
+def test_a_spoken_id_ending_in_cha_is_read_as_x():
+    [(_, _, digits)] = list(find_entities("号码是一一零一零五一九四九一二三一零零二叉", "id_card"))
+    assert digits == "11010519491231002X"
+
+
+def test_masking_hides_id_shaped_numbers_even_with_a_bad_checksum():
+    masked = mask_digits("身份证110105194912310021，卡号6217 0000 1234 5678 902")
+    assert "1101051949" not in masked and "6217" not in masked
+    assert masked.endswith("8 902") and "0021" in masked
+
+
+@pytest.mark.parametrize(
+    "text,found",
+    [
+        ("你的身份证号是110105194912310021吧", True),  # checksum fails, context says ID
+        ("这笔订单流水号110105194912310021", False),  # same digits, no context
+        ("你那张银行卡6217000012345678901", True),  # Luhn fails, context says card
+        ("合同编号6217000012345678901", False),
+        ("你身份证号后四位是1234吗", False),  # last four only: allowed
+    ],
+)
+def test_context_words_accept_a_number_of_the_right_shape(detector, text, found):
+    hits = {h.category for h in detector.detect(text, "agent", "debtor")}
+    assert ("pii_exposure" in hits) is found

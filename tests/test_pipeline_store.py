@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from audit import batch, store
@@ -60,6 +61,19 @@ def run_batch(inbox: Path, db: Path, force: bool = False) -> dict:
 def test_discover_finds_audio_recursively_with_ids_from_paths(inbox):
     ids = [c.call_id for c in discover(inbox)]
     assert ids == ["broken", "call_a", "sub/call b 中文"]
+
+
+def test_recordings_differing_only_by_extension_are_two_calls(inbox, tmp_path):
+    write_wav(inbox / "call_a.flac", [tone(1.0, freq=500)])
+    ids = [c.call_id for c in discover(inbox)]
+    assert ids == ["broken", "call_a.flac", "call_a.wav", "sub/call b 中文"]
+    db = tmp_path / "same-stem.duckdb"
+    run_batch(inbox, db)
+    again = run_batch(inbox, db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = {r[0] for r in con.execute("SELECT call_id FROM calls").fetchall()}
+    assert {"call_a.flac", "call_a.wav"} <= stored and "call_a" not in stored
+    assert not {"call_a.flac", "call_a.wav"} & set(again["todo"])  # neither lost on rerun
 
 
 def test_stereo_call_findings_carry_evidence_and_pii_is_masked(inbox):
@@ -184,3 +198,56 @@ def test_database_file_is_private(tmp_path):
     db = tmp_path / "p.duckdb"
     store.connect(db).close()
     assert db.stat().st_mode & 0o077 == 0
+
+
+def test_another_applications_duckdb_file_is_left_untouched(tmp_path):
+    foreign = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE calls (id INTEGER, note VARCHAR)")
+    before = foreign.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(store.StoreError, match="another application's database"):
+            store.connect(foreign, read_only=read_only)
+    assert foreign.read_bytes() == before
+    with duckdb.connect(str(foreign), read_only=True) as con:
+        assert [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()] == [
+            "calls"
+        ]
+
+
+def test_a_sqlite_or_other_file_is_refused_before_duckdb_opens_it(tmp_path):
+    import sqlite3
+
+    lite = tmp_path / "app.db"
+    with sqlite3.connect(lite) as con:
+        con.execute("CREATE TABLE t (x)")
+    text = tmp_path / "notes.duckdb"
+    text.write_text("not a database at all, but long enough to have a header")
+    for path, what in ((lite, "SQLite"), (text, "not a DuckDB database file")):
+        before = path.read_bytes()
+        with pytest.raises(store.StoreError, match=what):
+            store.connect(path)
+        assert path.read_bytes() == before
+
+
+def test_display_names_cannot_forge_log_lines_or_show_numbers():
+    from audit.batch import display_name, format_summary
+
+    name = "客户13812345678\n  FAILED other_call: \x1b[31mforged"
+    shown = display_name(name)
+    assert "\n" not in shown and "\x1b" not in shown and "13812345678" not in shown
+    assert shown.startswith("客户*******5678\\n") and "\\x1b" in shown
+    summary = {
+        "discovered": 1,
+        "audited": 0,
+        "skipped": 0,
+        "failed": 1,
+        "audio_minutes": 0.0,
+        "db": "x",
+        "db_calls": 1,
+        "db_findings": 0,
+        "findings_by_category": {},
+        "failures": [(name, "bad\nline")],
+    }
+    lines = format_summary(summary).splitlines()
+    assert sum(line.strip().startswith("FAILED") for line in lines) == 1

@@ -174,3 +174,27 @@ def test_an_encrypted_database_is_reported_with_its_key(tmp_path):
         report.render_report(db, tmp_path / "r.html")
     with pytest.raises(store.StoreError, match="wrong encryption key"):
         report.export(db, tmp_path / "csv", "csv", encryption_key="guess")
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
+    import csv
+
+    db = tmp_path / "hostile.duckdb"
+    con = store.connect(db)
+    con.execute(
+        "INSERT INTO calls (call_id, status, agent_id, debtor_id, started_at) VALUES "
+        "('=HYPERLINK(\"http://x\")', 'no_recording', '+A1', '@SUM(1)', "
+        "TIMESTAMPTZ '2026-03-02 02:00:00+00'), "
+        "('plain', 'no_recording', '-1+1', 'D=1', TIMESTAMPTZ '2026-03-02 02:00:00+00')"
+    )
+    con.close()
+    report.export(db, tmp_path / "csv", "csv")
+    with open(tmp_path / "csv" / "calls.csv", encoding="utf-8", newline="") as f:
+        rows = {r["debtor_id"]: r for r in csv.DictReader(f)}
+    hostile, plain = rows["'@SUM(1)"], rows["D=1"]
+    assert hostile["call_id"] == '\'=HYPERLINK("http://x")' and hostile["agent_id"] == "'+A1"
+    assert plain["call_id"] == "plain" and plain["agent_id"] == "'-1+1"
+    # Parquet keeps the values as they are: it is typed data, not a spreadsheet.
+    report.export(db, tmp_path / "pq", "parquet")
+    ids = duckdb.connect().execute(f"SELECT call_id FROM '{tmp_path / 'pq' / 'calls.parquet'}'")
+    assert '=HYPERLINK("http://x")' in {r[0] for r in ids.fetchall()}
