@@ -92,9 +92,12 @@ def options_from(pairs: list[str]) -> LearnedOptions:
     for pair in pairs:
         name, _, value = pair.partition("=")
         kind = type(getattr(defaults, name))
-        changes[name] = (
-            kind(value) if kind is not tuple else tuple(int(x) for x in value.split(","))
-        )
+        if kind is bool:
+            changes[name] = value.lower() in ("1", "true", "yes")
+        elif kind is tuple:
+            changes[name] = tuple(int(x) for x in value.split(","))
+        else:
+            changes[name] = kind(value)
     return replace(defaults, **changes)
 
 
