@@ -26,6 +26,7 @@ from audit.categories import CATEGORIES, SEVERITIES, SEVERITY_WEIGHT
 EXPORT_TABLES = ("calls", "findings", "reviews")
 EXPORT_VIEWS = (
     "violations",
+    "reportable_findings",
     "call_risk",
     "findings_by_agent_day",
     "findings_by_category_day",
@@ -87,8 +88,7 @@ def open_snapshot(
         raise store._open_error(db, exc) from exc
     _copy_period(con, period)
     con.execute("DETACH src")
-    for view in store.view_files():
-        con.execute(view.read_text(encoding="utf-8"))
+    store.create_views(con)
     return con
 
 

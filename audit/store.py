@@ -155,8 +155,23 @@ def _foreign_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(read_sql("schema.sql"))
     con.execute(read_sql("macros.sql"))  # local_time(), used by views and contact rules
-    for view in view_files():
-        con.execute(view.read_text(encoding="utf-8"))
+    create_views(con)
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """One view per file; a view built on another (call_risk on reportable_findings) is
+    created once the one it reads exists, whatever the file names' order."""
+    pending = view_files()
+    while pending:
+        waiting = []
+        for view in pending:
+            try:
+                con.execute(view.read_text(encoding="utf-8"))
+            except duckdb.CatalogException:
+                waiting.append(view)
+        if len(waiting) == len(pending):  # nothing could be made: a real error
+            con.execute(waiting[0].read_text(encoding="utf-8"))
+        pending = waiting
 
 
 @dataclass(frozen=True)

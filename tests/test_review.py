@@ -120,3 +120,39 @@ def test_review_command(audited, cli):
     )  # fmt: skip
     assert bad.returncode == 1 and "no finding with id 'nope'" in bad.stderr
     assert query(audited, "SELECT note FROM reviews") == [("听过录音",)]
+
+
+def test_one_thing_said_is_one_finding_and_one_verdict_clears_it(audited):
+    # Several rules of one category on one utterance are one reportable finding.
+    dupes = query(
+        audited,
+        "SELECT count(*) FROM (SELECT call_id, utterance_idx, category FROM reportable_findings "
+        "WHERE utterance_idx IS NOT NULL GROUP BY ALL HAVING count(*) > 1)",
+    )
+    assert dupes == [(0,)]
+    group_id, call, rules, weight = query(
+        audited,
+        "SELECT group_id, call_id, rule_ids, weight FROM reportable_findings "
+        "WHERE rule_findings > 1 AND verdict IS NULL ORDER BY weight DESC, group_id LIMIT 1",
+    )[0]
+    assert ", " in rules  # more than one rule matched what was said
+    risk = "SELECT risk_score FROM call_risk WHERE call_id = ?"
+    summed = "SELECT sum(weight) FROM reportable_findings WHERE call_id = ?"
+    before = query(audited, risk, [call])[0][0]
+    assert before == query(audited, summed, [call])[0][0]
+    members = [
+        r[0]
+        for r in query(
+            audited,
+            "SELECT finding_id FROM findings f JOIN reportable_findings g "
+            "ON g.group_id = ? AND f.call_id = g.call_id "
+            "AND f.utterance_idx = g.utterance_idx AND f.category = g.category "
+            "ORDER BY finding_id DESC",
+            [group_id],
+        )
+    ]
+    assert len(members) >= 2
+    review(audited, members[0], "false_positive")  # one rule's finding of the group
+    assert query(audited, risk, [call])[0][0] == before - weight
+    verdict = "SELECT verdict FROM reportable_findings WHERE group_id = ?"
+    assert query(audited, verdict, [group_id]) == [("false_positive",)]

@@ -1,5 +1,6 @@
 -- One row per agent: calls (with or without a recording, failed audits included),
--- call minutes, findings (reviewed false positives left out), findings per 100 calls,
+-- call minutes, findings (each thing said once per category, as in reportable_findings;
+-- reviewed false positives left out), findings per 100 calls,
 -- severity-weighted risk points, and the worst category (most risk points).
 CREATE OR REPLACE VIEW agent_scorecard AS
 WITH per_agent AS (
@@ -12,16 +13,10 @@ WITH per_agent AS (
     GROUP BY agent_id
 ),
 valid AS (
-    SELECT
-        c.agent_id,
-        f.category,
-        f.severity,
-        CASE f.severity WHEN 'critical' THEN 10 WHEN 'high' THEN 6
-                        WHEN 'medium' THEN 3 WHEN 'low' THEN 1 ELSE 0 END AS weight
-    FROM findings f
+    SELECT c.agent_id, f.category, f.severity, f.weight
+    FROM reportable_findings f
     JOIN calls c USING (call_id)
-    LEFT JOIN reviews r USING (finding_id)
-    WHERE r.verdict IS DISTINCT FROM 'false_positive'
+    WHERE f.verdict IS DISTINCT FROM 'false_positive'
 ),
 per_category AS (
     SELECT
@@ -37,7 +32,7 @@ per_category AS (
 totals AS (
     SELECT
         agent_id,
-        sum(findings) AS findings,
+        CAST(sum(findings) AS BIGINT) AS findings,
         sum(points) AS risk_points,
         max(category) FILTER (WHERE rank = 1) AS worst_category
     FROM per_category
@@ -50,7 +45,7 @@ SELECT
     a.minutes,
     coalesce(t.findings, 0) AS findings,
     round(100.0 * coalesce(t.findings, 0) / a.calls, 1) AS findings_per_100_calls,
-    coalesce(t.risk_points, 0) AS risk_points,
+    CAST(coalesce(t.risk_points, 0) AS INTEGER) AS risk_points,
     t.worst_category
 FROM per_agent a
 LEFT JOIN totals t ON t.agent_id IS NOT DISTINCT FROM a.agent_id;
