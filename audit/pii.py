@@ -38,7 +38,12 @@ _WORD_DIGIT = "零〇洞一幺二两三四五六七八九"
 # 幺三八，一二三四，五六七八) is a number read digit by digit, not an amount.
 _DIGIT_WORD_RUN = re.compile(rf"[{_WORD_DIGIT}](?:[ ，,、\-]?[{_WORD_DIGIT}]){{6,}}叉?")
 # A run of digits, allowing the spaces, dashes and commas people put between groups.
-_DIGIT_RUN = re.compile(r"(?<![\dA-Za-z])\d(?:[ \-，,、]?[\dXx])+(?![\dA-Za-z])")
+# Two readings of a stretch of digits: spaces and dashes only (13812345678，3点 keeps its
+# phone number), and also commas, as numbers are read out in groups (138，1234，5678).
+_DIGIT_RUNS = (
+    re.compile(r"(?<![\dA-Za-z])\d(?:[ \-]?[\dXx])+(?![\dA-Za-z])"),
+    re.compile(r"(?<![\dA-Za-z])\d(?:[ \-，,、]?[\dXx])+(?![\dA-Za-z])"),
+)
 _SEPARATORS = re.compile(r"[ \-，,、]")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -114,11 +119,16 @@ def digit_runs(text: str) -> list[tuple[int, int, str]]:
     """(start, end, digits) of every digit run, digit words read as digits; offsets align."""
     if not _ANY_DIGIT.search(text) and not _DIGIT_WORD_RUN.search(text):
         return []
-    digits_text = spoken_digits_to_ascii(text)
-    return [
-        (m.start(), m.end(), _SEPARATORS.sub("", m.group(0)))
-        for m in _DIGIT_RUN.finditer(digits_text)
-    ]
+    return _runs(spoken_digits_to_ascii(text))
+
+
+def _runs(digits_text: str) -> list[tuple[int, int, str]]:
+    found = {
+        (m.start(), m.end()): _SEPARATORS.sub("", m.group(0))
+        for pattern in _DIGIT_RUNS
+        for m in pattern.finditer(digits_text)
+    }
+    return [(s, e, digits) for (s, e), digits in sorted(found.items())]
 
 
 def find_entities(text: str, entity: str) -> Iterator[tuple[int, int, str]]:
@@ -141,11 +151,7 @@ def mask_digits(text: str, keep_last: int = 4) -> str:
     from audit.normalize import canonical_aligned
 
     digits_text = spoken_digits_to_ascii(canonical_aligned(text))
-    spans: list[tuple[int, int]] = []
-    for m in _DIGIT_RUN.finditer(digits_text):
-        digits = _SEPARATORS.sub("", m.group(0))
-        if is_personal_number(digits):
-            spans.append((m.start(), m.end()))
+    spans = [(s, e) for s, e, digits in _runs(digits_text) if is_personal_number(digits)]
     if not spans:
         return text
     chars = list(text)

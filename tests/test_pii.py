@@ -91,3 +91,9 @@ def test_masking_hides_id_shaped_numbers_even_with_a_bad_checksum():
 def test_context_words_accept_a_number_of_the_right_shape(detector, text, found):
     hits = {h.category for h in detector.detect(text, "agent", "debtor")}
     assert ("pii_exposure" in hits) is found
+
+
+def test_a_number_followed_by_a_comma_and_more_digits_is_still_found_and_masked():
+    text = "我的电话是13812345678，3点以后打"
+    assert [d for _, _, d in find_entities(text, "mobile")] == ["13812345678"]
+    assert "13812345678" not in mask_digits(text) and "5678，3点" in mask_digits(text)
