@@ -401,7 +401,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser(
         "review",
         help="record a reviewer's verdict on a finding",

@@ -37,14 +37,14 @@ _WORD_DIGIT = "零〇洞一幺二两三四五六七八九"
 # Seven or more digit words in a row (groups may be separated the way people read them,
 # 幺三八，一二三四，五六七八) is a number read digit by digit, not an amount.
 _DIGIT_WORD_RUN = re.compile(rf"[{_WORD_DIGIT}](?:[ ，,、\-]?[{_WORD_DIGIT}]){{6,}}叉?")
-# A run of digits, allowing the spaces, dashes and commas people put between groups.
-# Two readings of a stretch of digits: spaces and dashes only (13812345678，3点 keeps its
+# A run of digits, read two ways: spaces and dashes only (13812345678，3点 keeps its
 # phone number), and also commas, as numbers are read out in groups (138，1234，5678).
 _DIGIT_RUNS = (
     re.compile(r"(?<![\dA-Za-z])\d(?:[ \-]?[\dXx])+(?![\dA-Za-z])"),
     re.compile(r"(?<![\dA-Za-z])\d(?:[ \-，,、]?[\dXx])+(?![\dA-Za-z])"),
 )
 _SEPARATORS = re.compile(r"[ \-，,、]")
+_SEPARATOR_CHARS = " -，,、"
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -105,10 +105,9 @@ SHAPES: dict[str, Callable[[str], bool]] = {
 
 
 def is_personal_number(digits: str) -> bool:
-    """Valid, or shaped like an ID or card number: what the masker hides."""
-    return any(check(digits) for check in VALIDATORS.values()) or any(
-        shape(digits) for shape in SHAPES.values()
-    )
+    """Shaped like an ID, card or mobile number, valid or not: what the masker hides
+    (every number a validator accepts has its entity's shape)."""
+    return any(shape(digits) for shape in SHAPES.values())
 
 
 # Cheap pre-check: most utterances hold no digit and no run of digit words at all.
@@ -158,7 +157,7 @@ def mask_digits(text: str, keep_last: int = 4) -> str:
     for start, end in spans:
         kept = 0
         for i in range(end - 1, start - 1, -1):  # keep the last digits, not separators
-            if chars[i] in " -，,、":
+            if chars[i] in _SEPARATOR_CHARS:
                 continue
             if kept < keep_last:
                 kept += 1

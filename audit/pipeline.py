@@ -131,16 +131,15 @@ def discover(inbox: Path) -> list[CallInput]:
             if name.startswith(".") or not name.lower().endswith(AUDIO_EXTENSIONS):
                 continue
             paths.append(Path(root) / name)
-    stems = Counter(_stem_id(p, inbox) for p in paths)
+    ids = [_stem_id(p, inbox) for p in paths]
+    shared = {i for i, n in Counter(ids).items() if n > 1}
     return [
         CallInput(
-            call_id=_stem_id(p, inbox)
-            if stems[_stem_id(p, inbox)] == 1
-            else str(p.relative_to(inbox)).replace(os.sep, "/"),
+            call_id=_rel_id(p, inbox) if call_id in shared else call_id,
             path=str(p),
             problem=_outside(p, inside),
         )
-        for p in paths
+        for p, call_id in zip(paths, ids, strict=True)
     ]
 
 
@@ -154,8 +153,12 @@ def _outside(path: Path, inbox: Path) -> str | None:
     return "the file is a symbolic link to outside the inbox; copy the recording in instead"
 
 
+def _rel_id(path: Path, inbox: Path) -> str:
+    return str(path.relative_to(inbox)).replace(os.sep, "/")
+
+
 def _stem_id(path: Path, inbox: Path) -> str:
-    return str(path.relative_to(inbox).with_suffix("")).replace(os.sep, "/")
+    return _rel_id(path.with_suffix(""), inbox)
 
 
 def get_learned(options: AuditOptions) -> LearnedStage | None:

@@ -126,10 +126,8 @@ def _not_a_duckdb_file(db: Path) -> str | None:
     try:
         with open(db, "rb") as f:
             head = f.read(16)
-    except (FileNotFoundError, IsADirectoryError):
-        return None
     except OSError:
-        return None  # unreadable: DuckDB's own error says why
+        return None  # missing, a folder or unreadable: DuckDB's own error says why
     if not head:
         return None  # empty: DuckDB makes a database of it
     if head.startswith(b"SQLite format 3"):

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="try a learned-stage option other than the shipped one (e.g. homophone_copies=1)",
+        help="try a learned-stage option other than the shipped one (e.g. target_precision=0.92)",
     )
     args = ap.parse_args(argv)
     detector = get_detector(args.rules)
