@@ -46,7 +46,7 @@ def plan_batch(
             todo.append(call)  # audit_call records why it can't be read
             continue
         try:
-            digest = sha256_file(Path(call.path))
+            digest = call.sha256 or sha256_file(Path(call.path))
         except OSError:
             todo.append(call)  # audit_call records the readable error
             continue

@@ -12,8 +12,26 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where help is, then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -23,22 +41,76 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="local CTranslate2 Whisper folder or faster-whisper model name already in "
         "the local cache (default: bundled multilingual Whisper base)",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="(default cpu)")
     p.add_argument(
         "--compute-type",
         default=None,
+        choices=COMPUTE_TYPES,
         help="CTranslate2 compute type (default int8 on cpu, float16 on cuda)",
     )
-    p.add_argument("--beam-size", type=int, default=5, help="beam size (default 5; 1 is faster)")
+    p.add_argument(
+        "--beam-size", type=positive_int, default=5, help="beam size (default 5; 1 is faster)"
+    )
 
 
-def _add_encryption_arg(p: argparse.ArgumentParser) -> None:
+def _add_encryption_arg(p: argparse.ArgumentParser, opens: bool = False) -> None:
     p.add_argument(
         "--encryption-key-env",
         metavar="VAR",
-        help="encrypt the DuckDB file at rest with the key in environment variable VAR "
+        help="open an encrypted DuckDB file with the key in environment variable VAR"
+        if opens
+        else "encrypt the DuckDB file at rest with the key in environment variable VAR "
         "(the file then can't be opened without it)",
     )
+
+
+def _add_detection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rules", default="cn", help="rule catalogue: a bundled pack name (cn) or a rule YAML file"
+    )
+    p.add_argument(
+        "--channels",
+        default="agent,customer",
+        help="speaker of stereo channel 0,1 (default agent,customer)",
+    )
+    p.add_argument(
+        "--pii",
+        choices=("mask", "keep"),
+        default="mask",
+        help="mask ID/bank/phone numbers in stored text (default) or keep them",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="calls transcribed at once (threads)"
+    )
+
+
+def _add_manifest_args(p: argparse.ArgumentParser, audit: bool = True, dated: bool = False) -> None:
+    p.add_argument(
+        "--manifest",
+        help="call-detail CSV: call_id, recording, agent_id, debtor_id, callee_number, "
+        "callee_relation, started_at, duration_s, direction[, answered, timezone]"
+        + (
+            "; may name the day it covers: cdr/{date}.csv is read as the day before the "
+            "run (cdr/2026-03-01.csv for a run on 2026-03-02), {today} as the run's day"
+            if dated
+            else ""
+        ),
+    )
+    p.add_argument(
+        "--default-timezone",
+        metavar="ZONE",
+        type=iana_zone,
+        help="IANA zone (e.g. Asia/Shanghai) of manifest times written without a UTC offset, "
+        "as most dialler exports write them; without it such rows are rejected",
+    )
+    if audit:
+        p.add_argument(
+            "--without-call-records",
+            action="store_true",
+            help="audit even when the manifest accepted none of its rows (by default the "
+            "audit stops before any audio: its calls would lose the findings that need "
+            "call records)",
+        )
 
 
 def _add_learned_arg(p: argparse.ArgumentParser, more: str = "") -> None:
@@ -61,21 +133,50 @@ def _add_correct_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
-    """Problems that would stop the whole batch, found before Prefect starts (a clear
-    message instead of a failed flow run with a traceback in its log)."""
-    from audit import store
-    from audit.detect import get_detector
-    from audit.model import ModelError
-    from audit.transcribe import TranscribeOptions, get_model
+def _input_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, policy, rule catalogue or call records the user
+    gave (exit 2), checked before anything is loaded, started or created."""
+    from audit.manifest import (
+        ManifestError,
+        check_zone,
+        dated_path,
+        load_manifest,
+        require_rows,
+    )
+    from audit.policy import PolicyError, load_policy, overrides_from_args
+    from audit.rules import CatalogueError, load_catalogue
 
     roles = [r.strip() for r in args.channels.split(",")]
     if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
         return f"--channels {args.channels!r}: give two of agent, customer, unknown"
     if not os.path.isdir(args.inbox):
         return f"inbox is not a folder: {args.inbox}"
-    get_detector(args.rules)  # a broken catalogue raises CatalogueError here
-    _learned_or_none(args)  # likewise missing training data (LearnedError); fits once
+    try:
+        load_catalogue(args.rules)
+    except CatalogueError as exc:
+        return f"error in the rule catalogue: {exc}"
+    try:
+        load_policy(args.policy, **overrides_from_args(args))
+        if args.default_timezone:
+            check_zone(args.default_timezone, "--default-timezone")
+        if args.manifest:
+            path = dated_path(args.manifest)
+            manifest = load_manifest(path, args.inbox, args.default_timezone)
+            require_rows(manifest, args.without_call_records)
+    except (PolicyError, ManifestError) as exc:
+        return str(exc)
+    return None
+
+
+def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
+    """Problems of the machine that would stop the whole batch (a missing model, a
+    database that can't be opened), found before Prefect starts: a clear message
+    instead of a failed flow run with a traceback in its log."""
+    from audit import store
+    from audit.model import ModelError
+    from audit.transcribe import TranscribeOptions, get_model
+
+    _learned_or_none(args)  # missing training data (LearnedError); fits once
     try:
         key = store.key_from_env(args.encryption_key_env)
         store.connect(args.db, encryption_key=key).close()
@@ -102,6 +203,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from audit.store import StoreError
 
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
+    problem = _input_problem(args)
+    if problem:
+        print(f"callaudit: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     problem = _precheck_audit(args, compute_type)
     if problem:
         print(f"callaudit: error: {problem}", file=sys.stderr)
@@ -129,6 +234,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             encryption_key_env=args.encryption_key_env,
             learned=args.learned,
             correct=args.correct,
+            default_timezone=args.default_timezone,
+            without_call_records=args.without_call_records,
         )
     except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
@@ -142,22 +249,73 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary["failed"] or rejected_rows else EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from audit.manifest import ManifestError, check_inbox
+
+    if not os.path.isdir(args.inbox):
+        print(f"callaudit: error: inbox is not a folder: {args.inbox}", file=sys.stderr)
+        return EXIT_USAGE
+    con = None
+    if args.db:
+        con = _open_db(args, read_only=True)
+        if con is None:
+            return EXIT_ERROR
+    try:
+        result = check_inbox(args.inbox, args.manifest, args.default_timezone, con)
+    except ManifestError as exc:
+        print(f"callaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if con is not None:
+            con.close()
+    print("\n".join(result.lines))
+    print(f"  problems         : {result.problems}")
+    return EXIT_SOME_FAILED if result.problems else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from audit.manifest import ManifestError, check_pattern
+    from audit.policy import PolicyError, load_policy, overrides_from_args
+    from audit.rules import CatalogueError, load_catalogue
+
+    overrides = {k: v for k, v in overrides_from_args(args).items() if v is not None}
+    try:
+        load_catalogue(args.rules)
+        load_policy(args.policy, **overrides)
+        if args.manifest:
+            check_pattern(args.manifest)
+    except (CatalogueError, PolicyError, ManifestError) as exc:
+        print(f"callaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not os.path.isdir(args.inbox):
+        print(f"callaudit: error: inbox is not a folder: {args.inbox}", file=sys.stderr)
+        return EXIT_USAGE
     from flows.serve import serve  # imports Prefect: only here
 
+    # Every parameter of the flow, so the deployment (and Prefect's UI) shows and can
+    # change them all; paths absolute, as runs start in another working directory.
     params = {
-        "inbox": str(os.path.abspath(args.inbox)),
-        "db": str(os.path.abspath(args.db)),
+        "inbox": os.path.abspath(args.inbox),
+        "db": os.path.abspath(args.db),
+        "model": args.model,
+        "device": args.device,
+        "compute_type": args.compute_type or ("float16" if args.device == "cuda" else "int8"),
         "rules": args.rules,
         "pii": args.pii,
         "beam_size": args.beam_size,
-        "device": args.device,
-        "compute_type": args.compute_type or ("float16" if args.device == "cuda" else "int8"),
+        "channel_roles": args.channels,
+        "workers": args.workers,
+        "force": False,
+        "manifest": os.path.abspath(args.manifest) if args.manifest else None,
+        "default_timezone": args.default_timezone,
+        "without_call_records": args.without_call_records,
+        "policy": args.policy,
+        "policy_overrides": overrides,
+        # The key's variable *name*: the served process must have it set.
+        "encryption_key_env": args.encryption_key_env,
+        "learned": args.learned,
+        "correct": args.correct,
     }
-    if args.model:
-        params["model"] = args.model
-    if args.encryption_key_env:  # the variable's name; the served process needs it set
-        params["encryption_key_env"] = args.encryption_key_env
     serve(args.cron, args.timezone, port=args.port, name=args.name, **params)
     return EXIT_OK
 
@@ -219,6 +377,44 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return value
+
+
+def iana_zone(text: str) -> str:
+    from audit.manifest import ManifestError, check_zone
+
+    try:
+        return check_zone(text, "zone")
+    except ManifestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cron_expression(text: str) -> str:
+    from datetime import datetime
+
+    from cronsim import CronSim, CronSimError  # what Prefect's Cron schedule parses with
+
+    try:
+        CronSim(text, datetime(2026, 1, 1))
+    except CronSimError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a cron expression ({exc})") from None
+    return text
 
 
 def iso_day(text: str):
@@ -357,21 +553,35 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from audit.review import ReviewError, record_review, rule_precision
+    from audit.review import (
+        ReviewError,
+        check_findings,
+        findings_of_call,
+        record_review,
+        rule_precision,
+    )
 
+    if not args.finding_ids and not args.call:
+        print("callaudit review: error: give finding ids or --call CALL_ID", file=sys.stderr)
+        return EXIT_USAGE
     con = _open_db(args)
     if con is None:
         return EXIT_ERROR
     try:
-        r = record_review(con, args.finding_id, args.verdict, args.note, args.reviewer)
-        precision, reviewed = rule_precision(con, r.rule_id)
+        ids = list(args.finding_ids) + (findings_of_call(con, args.call) if args.call else [])
+        check_findings(con, ids)  # all or none: no half-recorded batch of verdicts
+        done = [record_review(con, i, args.verdict, args.note, args.reviewer) for i in ids]
+        for r in done:
+            print(f"{r.finding_id} ({r.rule_id}, call {r.call_id}): {r.verdict} by {r.reviewer}")
+        for rule_id in dict.fromkeys(r.rule_id for r in done):
+            precision, reviewed = rule_precision(con, rule_id)
+            shown = "-" if precision is None else f"{precision:.0%}"
+            print(f"{rule_id}: reviewed precision {shown} over {reviewed} reviewed finding(s)")
     except ReviewError as exc:
         print(f"callaudit review: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         con.close()
-    print(f"{r.finding_id} ({r.rule_id}, call {r.call_id}): {r.verdict} by {r.reviewer}")
-    print(f"{r.rule_id}: reviewed precision {precision:.0%} over {reviewed} reviewed finding(s)")
     return EXIT_OK
 
 
@@ -403,16 +613,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "review",
-        help="record a reviewer's verdict on a finding",
-        description="Mark a finding confirmed or false_positive (replacing an earlier verdict). "
-        "Verdicts survive re-audits; rule_stats shows each rule's reviewed precision.",
+        help="record a reviewer's verdict on findings",
+        description="Mark findings (by id, or every finding of --call) confirmed or "
+        "false_positive. The latest verdict counts; every verdict stays in the "
+        "review_history view with reviewer, time and note. Verdicts survive re-audits; "
+        "rule_stats shows each rule's reviewed precision.",
     )
-    p.add_argument("finding_id", help="the finding's id (see the violations view)")
+    p.add_argument(
+        "finding_ids", nargs="*", metavar="FINDING_ID", help="finding ids (the violations view)"
+    )
+    p.add_argument("--call", metavar="CALL_ID", help="every finding of this call")
     p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
     p.add_argument("--verdict", required=True, choices=("confirmed", "false_positive"))
-    p.add_argument("--note", help="why (free text)")
-    p.add_argument("--reviewer", help="who reviewed (default: the login name)")
-    _add_encryption_arg(p)
+    p.add_argument("--note", help="why (free text; kept in the review history)")
+    p.add_argument(
+        "--reviewer",
+        default=os.environ.get("CALLAUDIT_REVIEWER"),
+        help="who reviewed (default: $CALLAUDIT_REVIEWER, else the login name)",
+    )
+    _add_encryption_arg(p, opens=True)
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser(
@@ -430,18 +649,28 @@ def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top", type=positive_int, default=10, help="highest-risk calls shown (default 10)"
     )
-    _add_encryption_arg(p)
+    _add_encryption_arg(p, opens=True)
     p.set_defaults(func=cmd_report)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callaudit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from audit.policy import add_policy_args  # light: PyYAML only
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="callaudit",
         description="Audit recorded debt-collection calls: transcribe offline with Whisper, "
         "flag what regulators forbid, store evidence in DuckDB.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -456,24 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inbox", help="folder of call recordings (searched recursively)")
     p.add_argument("--db", required=True, type=db_file, help="DuckDB file to create or update")
     _add_model_args(p)
-    p.add_argument(
-        "--rules", default="cn", help="rule catalogue: a bundled pack name (cn) or a rule YAML file"
-    )
-    p.add_argument(
-        "--channels",
-        default="agent,customer",
-        help="speaker of stereo channel 0,1 (default agent,customer)",
-    )
-    p.add_argument(
-        "--pii",
-        choices=("mask", "keep"),
-        default="mask",
-        help="mask ID/bank/phone numbers in stored text (default) or keep them",
-    )
-    p.add_argument("--workers", type=int, default=1, help="calls transcribed at once (threads)")
+    _add_detection_args(p)
     p.add_argument(
         "--processes",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="run calls on a local Dask cluster of N worker processes",
     )
@@ -486,11 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-audit recordings already audited")
     _add_encryption_arg(p)
     p.add_argument("--json-summary", help="also write the summary as JSON to this file")
-    p.add_argument(
-        "--manifest",
-        help="call-detail CSV: call_id, recording, agent_id, debtor_id, callee_number, "
-        "callee_relation, started_at, duration_s, direction[, answered, timezone]",
-    )
+    _add_manifest_args(p)
     add_policy_args(p)
     _add_learned_arg(p)
     _add_correct_arg(p)
@@ -506,15 +717,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--inbox", required=True, help="folder of call recordings")
     p.add_argument("--db", required=True, type=db_file, help="DuckDB file")
-    p.add_argument("--cron", default="0 2 * * *", help='cron expression (default "0 2 * * *")')
-    p.add_argument("--timezone", default="Asia/Shanghai", help="IANA time zone of the schedule")
+    p.add_argument(
+        "--cron",
+        default="0 2 * * *",
+        type=cron_expression,
+        help='cron expression (default "0 2 * * *")',
+    )
+    p.add_argument(
+        "--timezone",
+        default="Asia/Shanghai",
+        type=iana_zone,
+        help="IANA time zone of the schedule (default Asia/Shanghai)",
+    )
     p.add_argument("--name", default="nightly", help="deployment name (default nightly)")
-    p.add_argument("--port", type=int, default=4200, help="port of the local Prefect server")
+    p.add_argument(
+        "--port", type=port_number, default=4200, help="port of the local Prefect server"
+    )
     _add_model_args(p)
-    p.add_argument("--rules", default="cn")
-    p.add_argument("--pii", choices=("mask", "keep"), default="mask")
+    _add_detection_args(p)
+    _add_manifest_args(p, dated=True)
+    add_policy_args(p)
+    _add_learned_arg(p)
+    _add_correct_arg(p)
     _add_encryption_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "check",
+        help="dry run: what an audit would do with an inbox and its call records",
+        description="List every problem of the inbox and manifest and the call id each "
+        "recording would be audited under (with --db: new, already audited, or re-linked "
+        "from the file-name id it was audited under). Decodes no audio, writes nothing. "
+        "Exit code 0 when nothing is wrong, 3 when problems are listed, 2 for bad options.",
+    )
+    p.add_argument("--inbox", required=True, help="folder of call recordings")
+    _add_manifest_args(p, audit=False)
+    p.add_argument("--db", type=db_file, help="an existing audit database to compare with")
+    _add_encryption_arg(p, opens=True)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "reaudit",
@@ -527,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", default="cn")
     p.add_argument("--force", action="store_true", help="redo every call")
     _add_learned_arg(p)
-    _add_encryption_arg(p)
+    _add_encryption_arg(p, opens=True)
     p.set_defaults(func=cmd_reaudit)
 
     p = sub.add_parser(
@@ -583,7 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything callaudit writes (the database and its WAL, reports, exports, summaries)
     # holds debtors' words: owner-only, whatever the shell's umask.
     os.umask(0o077)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     from audit.rules import CatalogueError
 
     try:
@@ -601,6 +844,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
+        if args.command == "audit":
+            print(
+                "callaudit: interrupted; the calls stored so far are kept, the same "
+                "command resumes with the rest",
+                file=sys.stderr,
+            )
         return 130
 
 

@@ -11,8 +11,11 @@ linear classifier trained on the labelled corpus that ships inside the package
   (预期 for 逾期, 环款 for 还款, 做劳 for 坐牢) share the features of the words meant;
   plus a marker when the call record (or the conversation) says the callee is a third
   party.  Rows are L2-normalised; n-grams seen fewer than ``min_count`` times are dropped;
+* training rows: each corpus row, and ``courtesy_copies`` copies of it inside generic
+  service courtesy ("您好，…，请您理解。"), so that politeness, common to most lawful
+  rows, does not become evidence of lawfulness (a veiled threat said politely);
 * classifier: one L2-regularised logistic regression per category, trained jointly
-  (full-batch Adam over a sparse matrix, numpy only);
+  (full-batch Adam over a scipy sparse matrix);
 * thresholds: per category, from k-fold cross-validation on the corpus: the lowest score
   whose out-of-fold precision is still >= ``target_precision`` (a category that cannot
   reach it is switched off), so the stage holds precision on the compliant hard negatives.
@@ -37,11 +40,12 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 from pypinyin import Style, lazy_pinyin
+from scipy.sparse import csr_matrix
 
 from audit.categories import CATEGORIES as ALL_CATEGORIES
 from audit.corpus import Example, load_examples
@@ -55,7 +59,7 @@ CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 _RULE_ONLY = ("pii_exposure", "missing_disclosure", "contact_time", "contact_frequency")
 CATEGORIES: tuple[str, ...] = tuple(c for c in ALL_CATEGORIES if c not in _RULE_ONLY)
 SPEAKERS = frozenset({"agent", "unknown"})
-RECIPE = "ml-3"  # bump when featurisation or fitting changes: cached models are keyed by it
+RECIPE = "ml-4"  # bump when featurisation or fitting changes: cached models are keyed by it
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;\n]*")
 _NOT_TEXT = re.compile(r"[\s，,。！？!?；;：:、“”\"'‘’（）()《》【】\[\]…—\-~]+")
 # The classifier also folds r into l (日/立 on a noisy line).
@@ -107,6 +111,45 @@ _NEGATION = re.compile("|".join(sorted(NEGATION_CUES, key=len, reverse=True)))
 _BREAKER = re.compile("|".join(sorted(SCOPE_BREAKERS, key=len, reverse=True)))
 
 
+# Generic service courtesy, written for this recipe (no corpus row).  Most compliant rows
+# are polite and most violating rows are not, so a classifier learns "polite means
+# lawful" and misses a veiled threat said politely.  Every row also trains inside one
+# of these frames, so courtesy carries no weight either way.
+COURTESY_PREFIXES = (
+    "您好，",
+    "不好意思打扰您了，",
+    "跟您说一下，",
+    "麻烦您听我说完，",
+    "请您理解，",
+    "先生您好，",
+    "女士您好，",
+    "打扰您一下，",
+    "跟您商量个事，",
+    "您先别着急，",
+    "",
+)
+COURTESY_SUFFIXES = (
+    "，谢谢您的配合。",
+    "，请您理解。",
+    "，您看可以吗？",
+    "，辛苦您了。",
+    "，麻烦您了。",
+    "，祝您生活愉快。",
+    "，感谢您的支持。",
+    "",
+)
+
+
+def courtesy_frame(text: str, copy: int = 0) -> str:
+    """``text`` inside a courtesy frame chosen by a hash of the text (stable)."""
+    h = int(hashlib.md5(f"{copy}|{text}".encode()).hexdigest()[:8], 16)
+    prefix = COURTESY_PREFIXES[h % len(COURTESY_PREFIXES)]
+    suffix = COURTESY_SUFFIXES[(h // 97) % len(COURTESY_SUFFIXES)]
+    if not prefix and not suffix:
+        prefix = COURTESY_PREFIXES[0]
+    return f"{prefix}{text.rstrip('。.！!')}{suffix}"
+
+
 class LearnedError(RuntimeError):
     """The learned stage can't be built; the message says what is missing."""
 
@@ -129,6 +172,10 @@ class LearnedOptions:
     min_threshold: float = 0.35
     min_predicted: int = 5  # a threshold must keep at least this many out-of-fold hits
     hard_negative_weight: float = 4.0  # loss weight of compliant hard_negative rows
+    # Extra copies of each row inside a courtesy frame (COURTESY_PREFIXES): 2 took
+    # polite_violating's left-out recall 0.59 -> 0.63 and lawful look-alikes flagged
+    # 18 -> 13 of 703.
+    courtesy_copies: int = 2
 
 
 # -- features ------------------------------------------------------------------------------
@@ -192,43 +239,26 @@ class _Sparse:
         self.n_rows = len(rows)
         self.n_features = n_features
         lengths = [len(r) for r in rows]
-        self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.indices = np.fromiter(
-            (i for r in rows for i in r), dtype=np.int64, count=int(self.indptr[-1])
-        )
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        indices = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(indptr[-1]))
         values = np.fromiter(
-            (v for r in rows for v in r.values()), dtype=np.float32, count=int(self.indptr[-1])
+            (v for r in rows for v in r.values()), dtype=np.float32, count=int(indptr[-1])
         )
-        self.row_of = np.repeat(np.arange(self.n_rows), lengths)
-        norms = np.sqrt(np.bincount(self.row_of, weights=values**2, minlength=self.n_rows))
-        self.values = values / np.maximum(norms, 1e-12)[self.row_of]
-
-        # Column order (features sorted), for the transposed product in one pass.
-        self._by_feature = np.argsort(self.indices, kind="stable")
-        sorted_features = self.indices[self._by_feature]
-        self._feature_starts = np.flatnonzero(
-            np.concatenate([[True], sorted_features[1:] != sorted_features[:-1]])
-        )
-        self._present = sorted_features[self._feature_starts]
-        self._row_starts = self.indptr[:-1][np.diff(self.indptr) > 0]
-        self._nonempty = np.flatnonzero(np.diff(self.indptr) > 0)
+        row_of = np.repeat(np.arange(self.n_rows), lengths)
+        norms = np.sqrt(np.bincount(row_of, weights=values**2, minlength=self.n_rows))
+        values = (values / np.maximum(norms, 1e-12)[row_of]).astype(np.float32)
+        self.matrix = csr_matrix((values, indices, indptr), shape=(self.n_rows, n_features))
+        self._transposed: csr_matrix | None = None  # built when fitting needs it
 
     def dot(self, W: np.ndarray) -> np.ndarray:
         """(rows x features) @ W, W: (features x C)."""
-        out = np.zeros((self.n_rows, W.shape[1]), dtype=np.float32)
-        if self.indices.size:
-            contrib = W[self.indices] * self.values[:, None]
-            out[self._nonempty] = np.add.reduceat(contrib, self._row_starts, axis=0)
-        return out
+        return np.asarray(self.matrix @ W, dtype=np.float32)
 
     def tdot(self, R: np.ndarray) -> np.ndarray:
         """(rows x features).T @ R, R: (rows x C)."""
-        out = np.zeros((self.n_features, R.shape[1]), dtype=np.float32)
-        if self.indices.size:
-            order = self._by_feature
-            contrib = R[self.row_of[order]] * self.values[order, None]
-            out[self._present] = np.add.reduceat(contrib, self._feature_starts, axis=0)
-        return out
+        if self._transposed is None:
+            self._transposed = self.matrix.T.tocsr()
+        return np.asarray(self._transposed @ R, dtype=np.float32)
 
 
 class Vocabulary:
@@ -348,9 +378,26 @@ class Model:
 @dataclass(frozen=True)
 class TrainingSet:
     examples: tuple[Example, ...]
-    featurised: tuple[tuple[str, ...], ...]
     labels: np.ndarray  # (n, C)
     digest: str
+    options: LearnedOptions
+
+    # Featurised only when a model must be fitted: a cached model needs neither (their
+    # strings would cost hundreds of MB in every audit process).
+    @cached_property
+    def featurised(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(features(e.text, e.callee, self.options)) for e in self.examples)
+
+    @cached_property
+    def framed(self) -> tuple[tuple[tuple[str, ...], ...], ...]:
+        """Per courtesy copy, per row: the features of the row inside a courtesy frame."""
+        return tuple(
+            tuple(
+                tuple(features(courtesy_frame(e.text, k), e.callee, self.options))
+                for e in self.examples
+            )
+            for k in range(self.options.courtesy_copies)
+        )
 
 
 def training_set(
@@ -379,9 +426,9 @@ def training_set(
     )
     return TrainingSet(
         examples=tuple(examples),
-        featurised=tuple(tuple(features(e.text, e.callee, options)) for e in examples),
         labels=labels,
         digest=hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12],
+        options=options,
     )
 
 
@@ -429,9 +476,13 @@ def _fit_rows(ts: TrainingSet, rows: np.ndarray, options: LearnedOptions) -> Mod
             for i in rows
         ]
     )
-    W, b = fit_logistic(
-        vocabulary.matrix([ts.featurised[i] for i in rows]), ts.labels[rows], options, weight
-    )
+    featurised = [ts.featurised[i] for i in rows]
+    labels = ts.labels[rows]
+    for copy in ts.framed:
+        featurised += [copy[i] for i in rows]
+        labels = np.vstack([labels, ts.labels[rows]])
+        weight = np.concatenate([weight, weight[: len(rows)]])
+    W, b = fit_logistic(vocabulary.matrix(featurised), labels, options, weight)
     return Model(vocabulary, W, b, np.full(len(CATEGORIES), 2.0))
 
 
@@ -472,6 +523,13 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def units_of(text: str) -> list[tuple[int, int]]:
+    """The spans an utterance is scored on: the whole, and each sentence when there are
+    several (Whisper merges turns into long utterances)."""
+    spans = sentences(text)
+    return [(0, len(text)), *(spans if len(spans) > 1 else [])]
+
+
 class LearnedStage:
     """Fitted once per corpus and recipe (then loaded from the cache); thread-safe."""
 
@@ -495,26 +553,25 @@ class LearnedStage:
         self.model = self._model(None)
 
     def _model(self, fold: int | None) -> Model:
-        """The full model (fold None) or the one fitted without fold ``fold``."""
+        """The full model (fold None) or the one fitted without fold ``fold``; each is
+        loaded from the cache when first needed (an audit needs only the full one)."""
         with self._lock:
-            if not self._models:
-                self._models = self._load_or_fit()
+            if fold not in self._models:
+                try:
+                    self._models[fold] = Model.load(self._path(fold))
+                except (OSError, ValueError, KeyError):
+                    self._models = self._fit_and_save()  # not cached yet, or damaged
             return self._models[fold]
 
-    def _load_or_fit(self) -> dict[int | None, Model]:
-        names: list[int | None] = [None, *range(self.options.folds)]
-        paths = {
-            k: cache_root() / "learned" / f"{self.version}-{'all' if k is None else f'fold{k}'}.npz"
-            for k in names
-        }
-        try:
-            return {k: Model.load(paths[k]) for k in names}
-        except (OSError, ValueError, KeyError):
-            pass  # not cached yet, or damaged: fit
+    def _path(self, fold: int | None) -> Path:
+        name = "all" if fold is None else f"fold{fold}"
+        return cache_root() / "learned" / f"{self.version}-{name}.npz"
+
+    def _fit_and_save(self) -> dict[int | None, Model]:
         full, fold_models = fit_all(self.training, self.options)
         models: dict[int | None, Model] = {None: full, **dict(enumerate(fold_models))}
         for k, model in models.items():
-            model.save(paths[k])
+            model.save(self._path(k))
         return models
 
     def refit_without(self, leave_out: Callable[[Example], bool]) -> LearnedStage:
@@ -559,10 +616,7 @@ class LearnedStage:
         for i, (text, speaker) in enumerate(zip(texts, speakers, strict=True)):
             if speaker not in SPEAKERS or not text.strip():
                 continue
-            spans = sentences(text)
-            units.append((i, 0, len(text)))
-            if len(spans) > 1:
-                units.extend((i, s, e) for s, e in spans)
+            units.extend((i, s, e) for s, e in units_of(text))
         if not units:
             return out
         by_model: dict[int | None, list[int]] = {}
@@ -574,7 +628,11 @@ class LearnedStage:
         for fold, members in by_model.items():
             model = self._model(fold)
             feats = [
-                features(texts[units[u][0]][units[u][1] : units[u][2]], callees[units[u][0]])
+                features(
+                    texts[units[u][0]][units[u][1] : units[u][2]],
+                    callees[units[u][0]],
+                    self.options,
+                )
                 for u in members
             ]
             scores[members] = model.scores(feats)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 
 from audit import batch, store
+from audit.audio import sha256_file
 from audit.pipeline import AuditOptions, CallInput, discover
 
 REQUIRED_COLUMNS = (
@@ -81,6 +83,7 @@ class Manifest:
     records: list[CallRecord] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    relinked: list[tuple[str, str]] = field(default_factory=list)  # (file-name id, call id)
 
     def summary(self) -> dict:
         return {
@@ -90,6 +93,7 @@ class Manifest:
             "rows": len(self.records) + len(self.errors),
             "accepted": len(self.records),
             "errors": [str(e) for e in self.errors],
+            "relinked": [f"{old} -> {new}" for old, new in self.relinked],
         }
 
 
@@ -111,8 +115,17 @@ def decode(data: bytes) -> tuple[str, str]:
         raise ManifestError(f"not UTF-8 or GBK text (byte {exc.start} is invalid)") from exc
 
 
-def load_manifest(path: str | Path, inbox: str | Path) -> Manifest:
-    """Parse and check a manifest against the recordings in ``inbox``."""
+def load_manifest(
+    path: str | Path, inbox: str | Path, default_timezone: str | None = None
+) -> Manifest:
+    """Parse and check a manifest against the recordings in ``inbox``.
+
+    ``default_timezone`` (an IANA zone) is the zone of ``started_at`` values written
+    without a UTC offset, as most dialler exports write them; without it such rows are
+    rejected (a guessed zone would misjudge every contact-time rule).
+    """
+    if default_timezone is not None:
+        check_zone(default_timezone, "--default-timezone")
     path = Path(path)
     try:
         text, encoding = decode(path.read_bytes())
@@ -134,7 +147,7 @@ def load_manifest(path: str | Path, inbox: str | Path) -> Manifest:
         if not any(c.strip() for c in cells):
             continue  # blank lines (a trailing newline from Excel) are not rows
         try:
-            record = parse_row(row_no, header, cells, inbox_root)
+            record = parse_row(row_no, header, cells, inbox_root, default_timezone)
             check_unique(record, seen)
         except _RowProblem as exc:
             manifest.errors.append(RowError(row_no, str(exc)))
@@ -156,14 +169,20 @@ def check_unique(record: CallRecord, seen: dict[str, int]) -> None:
         raise _RowProblem(f"recording {record.recording!r} is already the call on row {first}")
 
 
-def parse_row(row_no: int, header: list[str], cells: list[str], inbox: Path) -> CallRecord:
+def parse_row(
+    row_no: int,
+    header: list[str],
+    cells: list[str],
+    inbox: Path,
+    default_timezone: str | None = None,
+) -> CallRecord:
     if len(cells) != len(header):
         raise _RowProblem(f"has {len(cells)} fields, the header has {len(header)}")
     row = {h: c.strip() for h, c in zip(header, cells, strict=True)}
     empty = [c for c in _NON_EMPTY if not row[c]]
     if empty:
         raise _RowProblem(f"missing value for {', '.join(empty)}")
-    started = parse_started_at(row["started_at"])
+    started = parse_started_at(row["started_at"], default_timezone)
     recording = row["recording"] or None
     return CallRecord(
         row=row_no,
@@ -175,14 +194,14 @@ def parse_row(row_no: int, header: list[str], cells: list[str], inbox: Path) -> 
         callee_number=row["callee_number"],
         callee_relation=parse_relation(row["callee_relation"]),
         started_at=started,
-        timezone=parse_timezone(row.get("timezone", ""), started),
+        timezone=parse_timezone(row.get("timezone", "") or default_timezone or "", started),
         duration_s=parse_duration(row["duration_s"]),
         direction=parse_direction(row["direction"]),
         answered=parse_answered(row.get("answered", "")),
     )
 
 
-def parse_started_at(text: str) -> datetime:
+def parse_started_at(text: str, default_timezone: str | None = None) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -190,7 +209,12 @@ def parse_started_at(text: str) -> datetime:
             f"started_at {text!r} is not an ISO 8601 time (e.g. 2026-03-02T22:30:00+08:00)"
         ) from None
     if value.tzinfo is None:
-        raise _RowProblem(f"started_at {text!r} has no UTC offset (add +08:00 or the like)")
+        if default_timezone is None:
+            raise _RowProblem(
+                f"started_at {text!r} has no UTC offset (add +08:00 or the like, "
+                "or give --default-timezone Asia/Shanghai)"
+            )
+        value = value.replace(tzinfo=ZoneInfo(default_timezone))
     return value
 
 
@@ -209,6 +233,42 @@ def duckdb_zones() -> frozenset[str]:
         return frozenset(
             r[0] for r in con.execute("SELECT name FROM pg_timezone_names()").fetchall()
         )
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def check_pattern(pattern: str) -> str:
+    """A manifest path for a schedule: only {date} and {today} may be filled in."""
+    unknown = [m for m in _PLACEHOLDER.findall(pattern) if m not in ("date", "today")]
+    if unknown or pattern.count("{") != pattern.count("}"):
+        raise ManifestError(
+            f"--manifest {pattern!r}: only {{date}} (the day before the run) and {{today}} "
+            "can be filled in"
+        )
+    return pattern
+
+
+def dated_path(pattern: str, today: date | None = None) -> str:
+    """The manifest a scheduled run reads: ``{date}`` is the day before ``today`` (the
+    calls a nightly run audits), ``{today}`` the run's own day."""
+    today = today or date.today()
+    check_pattern(pattern)
+    return pattern.replace("{date}", (today - timedelta(days=1)).isoformat()).replace(
+        "{today}", today.isoformat()
+    )
+
+
+def check_zone(name: str, what: str) -> str:
+    """``name`` if both Python and DuckDB know it as an IANA zone, else ManifestError."""
+    try:
+        ZoneInfo(name)
+        known = name in duckdb_zones()
+    except (ZoneInfoNotFoundError, ValueError):
+        known = False
+    if not known:
+        raise ManifestError(f"{what} {name!r} is not an IANA time zone (e.g. Asia/Shanghai)")
+    return name
 
 
 def parse_timezone(text: str, started: datetime) -> str:
@@ -316,6 +376,10 @@ def format_report(summary: dict) -> str:
             f"    MANIFEST unknown column(s) ignored: {', '.join(summary['ignored_columns'])}"
         )
     lines.extend(f"    MANIFEST {e}" for e in summary["errors"])
+    lines.extend(
+        f"    MANIFEST re-linked {r} (audited before under its file name)"
+        for r in summary.get("relinked", [])
+    )
     return "\n".join(lines)
 
 
@@ -325,21 +389,67 @@ def plan_inbox(
     manifest_path: str | None,
     options: AuditOptions,
     force: bool = False,
+    default_timezone: str | None = None,
+    without_records: bool = False,
 ) -> tuple[batch.Plan, Manifest | None]:
     """What to audit, with or without a manifest.
 
-    A recording audited before under another callee relation is audited again: the
+    A manifest that accepts none of its rows stops the audit before any audio (its
+    recordings would be audited without their call records and lose the findings that
+    depend on them) unless ``without_records``.  A recording audited earlier under its
+    file name is moved to the manifest's call id (``relinked``), not audited twice.  A
+    recording audited before under another callee relation is audited again: the
     third-party rules depend on the relation.
     """
     if not manifest_path:
         return batch.plan_batch(discover(inbox), con, options, force=force), None
-    manifest = load_manifest(manifest_path, inbox)
-    inputs = call_inputs(manifest, inbox)
+    manifest = load_manifest(manifest_path, inbox, default_timezone)
+    require_rows(manifest, without_records)
+    inputs = relink_recordings(con, call_inputs(manifest, inbox), manifest)
     stored = dict(con.execute("SELECT call_id, callee_relation FROM calls").fetchall())
     changed = relation_changed(stored, inputs)
     plan = batch.plan_batch([c for c in inputs if c.call_id not in changed], con, options, force)
     redo = batch.plan_batch([c for c in inputs if c.call_id in changed], con, options, True)
     return batch.Plan(plan.todo + redo.todo, plan.skipped + redo.skipped, len(inputs)), manifest
+
+
+def require_rows(manifest: Manifest, without_records: bool = False) -> None:
+    """ManifestError when a manifest with rows accepted none of them."""
+    if manifest.errors and not manifest.records and not without_records:
+        first = "; ".join(str(e) for e in manifest.errors[:2])
+        raise ManifestError(
+            f"{manifest.path}: none of its {len(manifest.errors)} rows was accepted ({first}"
+            f"{'; ...' if len(manifest.errors) > 2 else ''}); nothing audited. Fix the file, "
+            "or audit without call records with --without-call-records"
+        )
+
+
+def relink_recordings(
+    con: duckdb.DuckDBPyConnection, inputs: list[CallInput], manifest: Manifest
+) -> list[CallInput]:
+    """Move calls audited under a file-name id (no call record) to the manifest's id of
+    the same recording, found by content hash; returns ``inputs`` with hashes filled in."""
+    listed = {r.call_id for r in manifest.records}
+    unlinked = dict(
+        con.execute(
+            "SELECT sha256, call_id FROM calls WHERE sha256 IS NOT NULL AND agent_id IS NULL "
+            "AND status = 'ok'"
+        ).fetchall()
+    )
+    out = []
+    for call in inputs:
+        if call.call_id in listed and not call.problem and unlinked:
+            try:
+                call = replace(call, sha256=sha256_file(Path(call.path)))
+            except OSError:
+                pass  # audit_call records the readable error
+            old = unlinked.get(call.sha256)
+            if old and old != call.call_id and old not in listed:
+                store.relink_call(con, old, call.call_id)
+                manifest.relinked.append((old, call.call_id))
+                del unlinked[call.sha256]
+        out.append(call)
+    return out
 
 
 def store_records(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: batch.Plan) -> int:
@@ -354,3 +464,78 @@ def store_records(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: batc
         if r.path and r.call_id not in audited and r.call_id in skipped
     }
     return store.write_call_records(con, manifest.records, notes)
+
+
+@dataclass
+class CheckReport:
+    """``callaudit check``: what an audit would do, and every problem, with no audio read."""
+
+    lines: list[str]
+    problems: int
+
+
+def check_inbox(
+    inbox: str | Path,
+    manifest_path: str | None = None,
+    default_timezone: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> CheckReport:
+    """Plan an audit of ``inbox`` (with its manifest, against the database ``con`` when
+    given) without decoding audio or writing anything."""
+    lines: list[str] = []
+    problems = 0
+    if manifest_path:
+        manifest = load_manifest(manifest_path, inbox, default_timezone)
+        lines.append(format_report(manifest.summary()).strip())
+        problems += len(manifest.errors) + bool(manifest.ignored_columns)
+        try:
+            require_rows(manifest)
+        except ManifestError as exc:
+            lines.append(f"    STOP {exc}")
+        inputs = call_inputs(manifest, inbox)
+        relations = {r.call_id: r.callee_relation for r in manifest.records}
+    else:
+        inputs = discover(Path(inbox))
+        relations = {}
+    audited: dict[str, str] = {}
+    unlinked: dict[str, str] = {}
+    if con is not None:
+        for sha, call_id, has_record in con.execute(
+            "SELECT sha256, call_id, agent_id IS NOT NULL FROM calls "
+            "WHERE sha256 IS NOT NULL AND status = 'ok'"
+        ).fetchall():
+            audited[sha] = call_id
+            if not has_record:
+                unlinked[sha] = call_id
+    lines.append(f"  recordings       : {len(inputs)} would be audited under these call ids")
+    root = Path(inbox).resolve()
+    for call in inputs:
+        try:
+            shown = Path(call.path).resolve().relative_to(root)
+        except ValueError:
+            shown = Path(call.path)
+        what = relations.get(call.call_id, "no call record")
+        if call.problem:
+            problems += 1
+            what = f"PROBLEM {call.problem}"
+        elif con is not None:
+            what += _stored_state(call, audited, unlinked, set(relations))
+        lines.append(f"    {call.call_id:<24} <- {shown}  ({what})")
+    return CheckReport(lines=lines, problems=problems)
+
+
+def _stored_state(
+    call: CallInput, audited: dict[str, str], unlinked: dict[str, str], listed: set[str]
+) -> str:
+    try:
+        sha = sha256_file(Path(call.path))
+    except OSError as exc:
+        return f"; PROBLEM cannot read: {exc.strerror or exc}"
+    before = audited.get(sha)
+    if before is None:
+        return "; new"
+    if before == call.call_id:
+        return "; already audited"
+    if call.call_id in listed and unlinked.get(sha) == before and before not in listed:
+        return f"; audited before as {before}: would be re-linked, not transcribed again"
+    return f"; same content as {before}"

@@ -23,7 +23,7 @@ import duckdb
 from audit import store
 from audit.categories import CATEGORIES, SEVERITIES, SEVERITY_WEIGHT
 
-EXPORT_TABLES = ("calls", "findings", "reviews")
+EXPORT_TABLES = ("calls", "findings", "reviews", "review_log")
 EXPORT_VIEWS = (
     "violations",
     "reportable_findings",
@@ -33,6 +33,7 @@ EXPORT_VIEWS = (
     "findings_by_category",
     "agent_scorecard",
     "rule_stats",
+    "review_history",
 )
 # Fixed colours so a category looks the same in every chart and every report.
 CATEGORY_COLORS = dict(
@@ -110,6 +111,20 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
         "INSERT INTO reviews BY NAME SELECT * FROM src.reviews "
         "WHERE finding_id IN (SELECT finding_id FROM findings)"
     )
+    has_log = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' "
+        "AND table_name = 'review_log'"
+    ).fetchone()[0]
+    if has_log:
+        con.execute(
+            "INSERT INTO review_log BY NAME SELECT * FROM src.review_log "
+            "WHERE finding_id IN (SELECT finding_id FROM findings)"
+        )
+    else:  # a database from before the log: its current verdicts are the history
+        con.execute(
+            "INSERT INTO review_log SELECT finding_id, verdict, note, "
+            "coalesce(reviewer, 'unknown'), reviewed_at FROM reviews"
+        )
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict]:
@@ -386,12 +401,21 @@ def _risk_call(con: duckdb.DuckDBPyConnection, call: dict) -> str:
             e["rule_id"],
             e["severity"],
             e["citation"],
-            e["review_verdict"] or "",
+            _review_cell(e),
         ]
         for e in evidence
     ]
     headers = ["speaker", "time", "evidence", "match", "rule", "severity", "citation", "review"]
     return f'<div class="call">{head}{_table(headers, body)}</div>'
+
+
+def _review_cell(e: dict) -> str:
+    """The current verdict, who gave it and why (escaped by the table)."""
+    if not e.get("review_verdict"):
+        return ""
+    who = f" by {e['reviewer']}" if e.get("reviewer") else ""
+    why = f": {e['review_note']}" if e.get("review_note") else ""
+    return f"{e['review_verdict']}{who}{why}"
 
 
 def _span(start: float | None, end: float | None) -> str:

@@ -1,7 +1,9 @@
 """Reviewers' verdicts on findings: confirmed or false_positive.
 
 Verdicts are keyed by the finding's stable id, so they survive re-audits: re-detection
-recreates the same ids, and nothing in the audit ever deletes a review.  The views
+recreates the same ids, and nothing in the audit ever deletes a review.  ``reviews``
+holds each finding's current verdict; ``review_log`` every verdict given, with reviewer,
+time and note (the ``review_history`` view).  The views
 ``rule_stats`` (reviewed precision) and ``call_risk`` (false positives don't count)
 read them.
 """
@@ -44,7 +46,8 @@ def record_review(
     note: str | None = None,
     reviewer: str | None = None,
 ) -> Review:
-    """Record (or replace) the verdict on one finding."""
+    """Record the verdict on one finding: it becomes the current one (``reviews``) and
+    joins the finding's history (``review_log``, never rewritten)."""
     if verdict not in VERDICTS:
         raise ReviewError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     found = con.execute(
@@ -56,14 +59,54 @@ def record_review(
             "(ids are in the violations view: SELECT finding_id, call_id, rule_id FROM violations)"
         )
     reviewer = reviewer or default_reviewer()
-    con.execute(
-        "INSERT INTO reviews (finding_id, verdict, note, reviewer, reviewed_at) "
-        "VALUES (?, ?, ?, ?, now()) ON CONFLICT (finding_id) DO UPDATE SET "
-        "verdict = excluded.verdict, note = excluded.note, reviewer = excluded.reviewer, "
-        "reviewed_at = now()",
-        [finding_id, verdict, note, reviewer],
-    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "INSERT INTO review_log (finding_id, verdict, note, reviewer, reviewed_at) "
+            "VALUES (?, ?, ?, ?, now())",
+            [finding_id, verdict, note, reviewer],
+        )
+        con.execute(
+            "INSERT INTO reviews (finding_id, verdict, note, reviewer, reviewed_at) "
+            "VALUES (?, ?, ?, ?, now()) ON CONFLICT (finding_id) DO UPDATE SET "
+            "verdict = excluded.verdict, note = excluded.note, reviewer = excluded.reviewer, "
+            "reviewed_at = now()",
+            [finding_id, verdict, note, reviewer],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
     return Review(finding_id, verdict, found[0], found[1], reviewer, note)
+
+
+def check_findings(con: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
+    """ReviewError naming the ids that are no finding, before any verdict is recorded."""
+    unknown = [
+        i
+        for i in ids
+        if con.execute("SELECT 1 FROM findings WHERE finding_id = ?", [i]).fetchone() is None
+    ]
+    if unknown:
+        raise ReviewError(
+            f"no finding with id {', '.join(repr(i) for i in unknown)} in this database "
+            "(ids are in the violations view: SELECT finding_id, call_id, rule_id FROM violations)"
+        )
+
+
+def findings_of_call(con: duckdb.DuckDBPyConnection, call_id: str) -> list[str]:
+    """The finding ids of one call (ReviewError when it has none)."""
+    ids = [
+        r[0]
+        for r in con.execute(
+            "SELECT finding_id FROM findings WHERE call_id = ? ORDER BY start_s NULLS FIRST, "
+            "finding_id",
+            [call_id],
+        ).fetchall()
+    ]
+    if not ids:
+        raise ReviewError(f"call {call_id!r} has no findings in this database")
+    return ids
 
 
 def rule_precision(con: duckdb.DuckDBPyConnection, rule_id: str) -> tuple[float | None, int]:

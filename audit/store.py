@@ -151,8 +151,18 @@ def _foreign_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(read_sql("schema.sql"))
-    con.execute(read_sql("macros.sql"))  # local_time(), used by views and contact rules
+    # Tables in one transaction: a process killed while creating a database leaves all
+    # of them or none, never a file the next open half-knows.  Views are outside it
+    # (create_views retries on errors, which would abort a transaction); they hold no
+    # data and every open makes them again.
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(read_sql("schema.sql"))
+        con.execute(read_sql("macros.sql"))  # local_time(), used by views and contact rules
+        con.execute("COMMIT")
+    except Exception:
+        rollback_quietly(con)
+        raise
     create_views(con)
 
 
@@ -258,6 +268,49 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
+
+
+def relink_call(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
+    """Move an audited call from id ``old`` to ``new`` in one transaction: its row,
+    utterances and findings (ids recomputed, as they hash the call id) and the reviews
+    of those findings.  A call-record placeholder already under ``new`` (status
+    no_recording) gives way.  Nothing is transcribed again."""
+    from audit.pipeline import finding_id
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM calls WHERE call_id = ? AND status = 'no_recording'", [new])
+        con.execute(
+            "INSERT INTO calls SELECT * REPLACE (? AS call_id) FROM calls WHERE call_id = ?",
+            [new, old],
+        )
+        con.execute(
+            "INSERT INTO utterances SELECT * REPLACE (? AS call_id) FROM utterances "
+            "WHERE call_id = ?",
+            [new, old],
+        )
+        moved = con.execute(
+            "SELECT finding_id, rule_id, utterance_idx, char_start FROM findings WHERE call_id = ?",
+            [old],
+        ).fetchall()
+        ids = {f: finding_id(new, rule, idx, start) for f, rule, idx, start in moved}
+        con.executemany(
+            "INSERT INTO findings SELECT * REPLACE (? AS finding_id, ? AS call_id) "
+            "FROM findings WHERE finding_id = ?",
+            [[to, new, frm] for frm, to in ids.items()],
+        )
+        for table in ("reviews", "review_log"):
+            con.executemany(
+                f"UPDATE {table} SET finding_id = ? WHERE finding_id = ?",
+                [[to, frm] for frm, to in ids.items()],
+            )
+        con.execute("DELETE FROM findings WHERE call_id = ?", [old])
+        con.execute("DELETE FROM utterances WHERE call_id = ?", [old])
+        con.execute("DELETE FROM calls WHERE call_id = ?", [old])
+        con.execute("COMMIT")
+    except Exception:
+        rollback_quietly(con)
+        raise
 
 
 def write_findings(con: duckdb.DuckDBPyConnection, findings: Iterable, rules_version: str) -> None:

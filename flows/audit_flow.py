@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from audit import batch, report, store  # noqa: E402
 from audit.contact import check_calls  # noqa: E402
-from audit.manifest import plan_inbox  # noqa: E402
+from audit.manifest import dated_path, plan_inbox  # noqa: E402
 from audit.model import describe_model  # noqa: E402
 from audit.pipeline import (  # noqa: E402
     AuditOptions,
@@ -113,6 +113,8 @@ def audit_inbox(
     encryption_key_env: str | None = None,
     learned: bool = True,
     correct: bool = True,
+    default_timezone: str | None = None,
+    without_call_records: bool = False,
 ) -> dict:
     """Audit every new recording in ``inbox`` into the DuckDB file ``db``.
 
@@ -120,6 +122,8 @@ def audit_inbox(
     policy pack (cn, us or a YAML file) with optional ``policy_overrides`` of its numbers;
     ``learned``: the learned stage beside the rules (``audit.learned``); ``correct``: the
     domain corrector of Whisper's homophones (``audit.correct``); both on by default.
+    ``default_timezone``: the zone of manifest times written without a UTC offset;
+    ``without_call_records``: audit even when the manifest accepted none of its rows.
     """
     logger = get_run_logger()
     started_at = datetime.now(UTC)
@@ -143,7 +147,15 @@ def audit_inbox(
     # stored by Prefect and shown in its UI.
     con = store.connect(db, encryption_key=store.key_from_env(encryption_key_env))
     try:
-        plan, records = plan_inbox(con, Path(inbox), manifest, options, force)
+        plan, records = plan_inbox(
+            con,
+            Path(inbox),
+            dated_path(manifest) if manifest else None,
+            options,
+            force,
+            default_timezone=default_timezone,
+            without_records=without_call_records,
+        )
         logger.info(
             "inbox %s: %d recordings, %d to audit, %d already audited",
             inbox,

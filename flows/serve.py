@@ -91,6 +91,13 @@ def serve(
             f"Started a local Prefect server; UI at {url.removesuffix('/api')} (log: {log_path})",
             flush=True,
         )
+    prefect_exe = Path(sys.executable).with_name("prefect")
+    print(
+        f"Prefect API: {url}\n"
+        f"Run the audit now from another shell:\n"
+        f"  PREFECT_API_URL={url} {prefect_exe} deployment run 'audit-inbox/{name}'",
+        flush=True,
+    )
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             audit_inbox.serve(

@@ -75,6 +75,21 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewed_at      TIMESTAMPTZ DEFAULT now()
 );
 
+-- Every verdict ever given, oldest first: who, when, why. `reviews` holds the current
+-- (latest) verdict per finding; this log keeps the ones it replaced.
+CREATE TABLE IF NOT EXISTS review_log (
+    finding_id       VARCHAR NOT NULL,
+    verdict          VARCHAR NOT NULL,
+    note             VARCHAR,
+    reviewer         VARCHAR NOT NULL,
+    reviewed_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Databases from before the log: their current verdicts are its first entries.
+INSERT INTO review_log
+SELECT r.finding_id, r.verdict, r.note, coalesce(r.reviewer, 'unknown'), r.reviewed_at
+FROM reviews r
+WHERE NOT EXISTS (SELECT 1 FROM review_log l WHERE l.finding_id = r.finding_id);
+
 CREATE TABLE IF NOT EXISTS runs (
     run_id           VARCHAR PRIMARY KEY,
     started_at       TIMESTAMPTZ,

@@ -90,10 +90,11 @@ def test_audit_refuses_bad_options_before_starting(cli, tmp_path):
     ]
     for extra, message in cases:
         proc = run(cli, ["audit", str(tmp_path), "--db", str(tmp_path / "x.duckdb"), *extra])
-        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     missing = run(cli, ["audit", str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")])
-    assert missing.returncode == 1 and "inbox is not a folder" in missing.stderr
+    assert missing.returncode == 2 and "inbox is not a folder" in missing.stderr
+    assert not (tmp_path / "x.duckdb").exists()
 
 
 def test_options_that_cannot_work_are_refused_with_exit_2(cli, tmp_path):
@@ -130,3 +131,17 @@ def test_review_and_reaudit_never_create_a_database(cli, tmp_path):
         proc = run(cli, args)
         assert proc.returncode == 1 and "no audit database at" in proc.stderr
     assert not db.exists()
+
+
+def test_prefect_yaml_carries_every_flow_parameter():
+    import inspect
+
+    import yaml
+
+    from flows.audit_flow import audit_inbox
+    from tests.conftest import ROOT
+
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    [deployment] = config["deployments"]
+    expected = set(inspect.signature(audit_inbox.fn).parameters)
+    assert set(deployment["parameters"]) == expected

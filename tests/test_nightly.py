@@ -132,7 +132,16 @@ def _api(url: str, path: str, body: dict | None = None) -> dict | list:
 
 
 def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_path):
+    """serve with call records and a policy override: the deployment read back from the
+    API carries every flow parameter, the command serve prints triggers a run from
+    another shell, and that run applies the contact rules with the records' agent ids."""
     inbox = make_inbox(tmp_path, ["call_04_insult"])
+    lines = (SAMPLES / "calls.csv").read_text(encoding="utf-8").splitlines()
+    manifest = tmp_path / "cdr.csv"
+    manifest.write_text(
+        "\n".join([lines[0], *[x for x in lines if x.startswith("call_04_insult,")]]) + "\n",
+        encoding="utf-8",
+    )
     db = tmp_path / "served.duckdb"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -151,6 +160,14 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
             "Asia/Shanghai",
             "--port",
             str(port),
+            "--manifest",
+            str(manifest),
+            "--policy",
+            "cn",
+            "--window",
+            "08:00-17:00",
+            "--workers",
+            "2",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -158,7 +175,14 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
         env=env,
     )
     url = f"http://127.0.0.1:{port}/api"
+    printed: list[str] = []
     try:
+        for line in serve.stdout:  # serve prints the command before it starts serving
+            printed.append(line)
+            if "deployment run" in line:
+                break
+        command = printed[-1].strip()
+        assert command.startswith(f"PREFECT_API_URL={url} ") and "audit-inbox/nightly" in command
         deployment = None
         deadline = time.monotonic() + 180
         while deployment is None and time.monotonic() < deadline:
@@ -173,12 +197,27 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
         assert deployment["name"] == "nightly"
         [schedule] = [s["schedule"] for s in deployment["schedules"]]
         assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "Asia/Shanghai"
+        params = deployment["parameters"]
+        assert params["manifest"] == str(manifest) and params["policy"] == "cn"
+        assert params["policy_overrides"] == {"window": "08:00-17:00"}
+        assert params["workers"] == 2 and params["learned"] is True
+        flow_params = set(deployment["parameter_openapi_schema"]["properties"])
+        assert flow_params <= set(params), flow_params - set(params)
 
-        run = _api(url, f"/deployments/{deployment['id']}/create_flow_run", {})
+        # The printed command, from a shell that knows nothing of this server.
+        trigger = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in env.items() if not k.startswith("PREFECT_API")},
+        )
+        assert trigger.returncode == 0, trigger.stdout[-2000:] + trigger.stderr[-2000:]
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", trigger.stdout).group(1)
         state = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            state = _api(url, f"/flow_runs/{run['id']}")["state_type"]
+            state = _api(url, f"/flow_runs/{run_id}")["state_type"]
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(2)
@@ -186,12 +225,94 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
     finally:
         serve.send_signal(signal.SIGTERM)
         out, _ = serve.communicate(timeout=60)
+    out = "".join(printed) + out
     assert serve.returncode == 0, out[-2000:]
     assert "UI at http://127.0.0.1" in out and "Stopped the local Prefect server" in out
     with pytest.raises(OSError):  # the server went with serve
         _api(url, "/health")
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT call_id, status FROM calls").fetchall() == [
-            ("call_04_insult", "ok")
+        assert con.execute("SELECT call_id, status, agent_id FROM calls").fetchall() == [
+            ("call_04_insult", "ok", "A12")
         ]
-        assert con.execute("SELECT count(*) FROM findings").fetchone()[0] > 0
+        categories = {r[0] for r in con.execute("SELECT category FROM findings").fetchall()}
+        assert {"insult", "contact_time"} <= categories
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids whose environment holds ``marker`` (a PREFECT_HOME unique to one test)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            pass  # gone, or not ours to read
+    return pids
+
+
+def _start_audit(cli, inbox: Path, db: Path, home: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(home)
+    return subprocess.Popen(
+        [*cli, "audit", str(inbox), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+
+
+def _read_until(proc: subprocess.Popen, text: str, timeout_s: float = 600) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line or time.monotonic() > deadline:
+            break
+    return "".join(seen)
+
+
+def test_ctrl_c_cancels_the_run_exits_130_and_leaves_no_process(cli, tmp_path):
+    import sqlite3
+
+    inbox = make_inbox(tmp_path, CALLS[:3])
+    db, home = tmp_path / "i.duckdb", tmp_path / "prefect-home-int"
+    proc = _start_audit(cli, inbox, db, home)
+    first = _read_until(proc, "[1/3]")
+    assert "[1/3]" in first, first[-2000:]
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "Traceback" not in rest and "interrupted; the calls stored so far are kept" in rest
+    time.sleep(5)
+    assert _processes_with(str(home)) == []
+    with sqlite3.connect(home / "prefect.db") as con:
+        states = con.execute("SELECT state_type FROM flow_run").fetchall()
+    assert states == [("CANCELLED",)]
+
+    rerun = subprocess.run(
+        [*cli, "audit", str(inbox), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PREFECT_HOME": str(home)},
+    )
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    skipped = int(rerun.stdout.split("skipped, already audited: ")[1].split(";")[0])
+    assert skipped >= 1
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM calls WHERE status = 'ok'").fetchone() == (3,)
+
+
+def test_kill_9_of_the_command_takes_its_prefect_server_with_it(cli, tmp_path):
+    inbox = make_inbox(tmp_path, CALLS[:2])
+    home = tmp_path / "prefect-home-kill"
+    proc = _start_audit(cli, inbox, tmp_path / "k.duckdb", home)
+    first = _read_until(proc, "[1/2]")
+    assert "[1/2]" in first, first[-2000:]
+    assert len(_processes_with(str(home))) >= 2  # the command and its server
+    os.kill(proc.pid, signal.SIGKILL)  # the command only, not its process group
+    proc.wait(timeout=30)
+    time.sleep(5)
+    assert _processes_with(str(home)) == []

@@ -156,3 +156,70 @@ def test_one_thing_said_is_one_finding_and_one_verdict_clears_it(audited):
     assert query(audited, risk, [call])[0][0] == before - weight
     verdict = "SELECT verdict FROM reportable_findings WHERE group_id = ?"
     assert query(audited, verdict, [group_id]) == [("false_positive",)]
+
+
+def test_every_verdict_is_kept_with_reviewer_time_and_note(audited):
+    fid = findings_of(audited, "CN-CF-CONNECTED-PER-DAY")[0]
+    con = store.connect(audited)
+    try:
+        record_review(con, fid, "false_positive", note="looked like a callback", reviewer="qa-li")
+        record_review(con, fid, "confirmed", note="dialler log shows 4 calls", reviewer="qa-wang")
+    finally:
+        con.close()
+    history = query(
+        audited,
+        "SELECT verdict, reviewer, note, is_current FROM review_history "
+        "WHERE finding_id = ? ORDER BY reviewed_at",
+        [fid],
+    )
+    assert history == [
+        ("false_positive", "qa-li", "looked like a callback", False),
+        ("confirmed", "qa-wang", "dialler log shows 4 calls", True),
+    ]
+    current = query(
+        audited, "SELECT review_verdict, reviewer FROM violations WHERE finding_id = ?", [fid]
+    )
+    assert current == [("confirmed", "qa-wang")]
+
+
+def test_review_takes_several_ids_or_a_call_and_checks_them_all_first(audited, cli):
+    ids = findings_of(audited, "CN-CT-QUIET-HOURS")
+    bad = subprocess.run(
+        [*cli, "review", ids[0], "nope", "--db", str(audited), "--verdict", "confirmed"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "'nope'" in bad.stderr
+    assert query(audited, "SELECT count(*) FROM review_log") == [(0,)]  # all or none
+    ok = subprocess.run(
+        [*cli, "review", *ids, "--db", str(audited), "--verdict", "confirmed"],
+        capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "CALLAUDIT_REVIEWER": "qa-zhao"},
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert query(audited, "SELECT DISTINCT reviewer FROM reviews") == [("qa-zhao",)]
+    call = "call_05_third_party"
+    of_call = query(audited, "SELECT count(*) FROM findings WHERE call_id = ?", [call])[0][0]
+    assert of_call >= 2
+    ok = subprocess.run(
+        [*cli, "review", "--call", call, "--db", str(audited), "--verdict", "false_positive",
+         "--note", "被叫方是本人", "--reviewer", "qa-li"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert len([x for x in ok.stdout.splitlines() if ": false_positive by qa-li" in x]) == of_call
+    none = subprocess.run(
+        [*cli, "review", "--db", str(audited), "--verdict", "confirmed"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert none.returncode == 2 and "--call" in none.stderr
+
+
+def test_the_report_shows_who_reviewed_and_why(audited, tmp_path):
+    from audit.report import Period, render_report
+
+    fid = findings_of(audited, "CN-CT-QUIET-HOURS")[0]
+    review(audited, fid, "false_positive", note="客户约定<晚上>回电")
+    out = tmp_path / "r.html"
+    render_report(audited, out, Period(), top=20)
+    html = out.read_text(encoding="utf-8")
+    assert "false_positive by qa-li: 客户约定&lt;晚上&gt;回电" in html

@@ -15,7 +15,10 @@ SELECT
     f.match,
     f.text,
     f.citation,
-    r.verdict AS review_verdict
+    r.verdict AS review_verdict,
+    r.reviewer,
+    r.note AS review_note,
+    r.reviewed_at
 FROM findings f
 JOIN calls c USING (call_id)
 LEFT JOIN reviews r USING (finding_id);
