@@ -379,6 +379,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -599,7 +609,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         key = key_from_env(args.encryption_key_env)
         if args.format == "html":
-            written = [render_report(args.db, args.out, period, top=args.top, encryption_key=key)]
+            budget = None if args.no_clips else int(args.clip_budget_mb * 1_000_000)
+            written = [
+                render_report(
+                    args.db,
+                    args.out,
+                    period,
+                    top=args.top,
+                    encryption_key=key,
+                    clip_budget_bytes=budget,
+                )
+            ]
         else:
             written = export(args.db, args.out, args.format, period, encryption_key=key)
     except StoreError as exc:
@@ -638,8 +658,9 @@ def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
         "report",
         help="compliance report (HTML) or the tables behind it (CSV/Parquet)",
         description="Read the audit database read-only and write one self-contained HTML "
-        "report (charts, agent scorecard, highest-risk calls with evidence), or with "
-        "--format csv|parquet the tables and views of the period into the folder --out.",
+        "report (charts, agent scorecard, highest-risk calls with evidence and audio "
+        "clips), or with --format csv|parquet the tables and views of the period into the "
+        "folder --out.",
     )
     p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
     p.add_argument("--out", required=True, help="HTML file, or folder for csv/parquet")
@@ -648,6 +669,18 @@ def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("html", "csv", "parquet"), default="html")
     p.add_argument(
         "--top", type=positive_int, default=10, help="highest-risk calls shown (default 10)"
+    )
+    p.add_argument(
+        "--clip-budget-mb",
+        type=positive_float,
+        default=5.0,
+        help="size budget of the audio clips in the HTML report (default 5 MB; the page "
+        "says how many were left out)",
+    )
+    p.add_argument(
+        "--no-clips",
+        action="store_true",
+        help="no audio clips in the HTML report (a report to share without voices)",
     )
     _add_encryption_arg(p, opens=True)
     p.set_defaults(func=cmd_report)

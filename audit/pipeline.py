@@ -105,6 +105,7 @@ class CallResult:
     audited_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     processing_s: float = 0.0
     callee_inferred: str | None = None  # 'third_party: <evidence>' (audit.callee)
+    channel_roles: str | None = None  # speaker of stereo channels 0,1: 'agent,customer'
 
 
 def finding_id(
@@ -284,6 +285,7 @@ def _new_result(
         error=error,
         model=describe_model(options.transcribe.model),
         rules_version=detection_version(options),
+        channel_roles=",".join(options.transcribe.channel_roles),
     )
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import duckdb
 
+from audit import clips as audio_clips
 from audit import store
+from audit.audio import AudioError
 from audit.categories import CATEGORIES, SEVERITIES, SEVERITY_WEIGHT
 
 EXPORT_TABLES = ("calls", "findings", "reviews", "review_log")
@@ -35,6 +37,8 @@ EXPORT_VIEWS = (
     "rule_stats",
     "review_history",
 )
+# The report's audio clips stop at this size (their data URIs), and the page says so.
+CLIP_BUDGET_BYTES = 5_000_000
 # Fixed colours so a category looks the same in every chart and every report.
 CATEGORY_COLORS = dict(
     zip(
@@ -110,6 +114,12 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
     con.execute(
         "INSERT INTO reviews BY NAME SELECT * FROM src.reviews "
         "WHERE finding_id IN (SELECT finding_id FROM findings)"
+    )
+    # Where personal numbers were said (masked in the text): bleeped in audio clips.
+    con.execute(
+        "CREATE TABLE pii_spans AS SELECT call_id, speaker, start_s, end_s "
+        "FROM src.utterances WHERE call_id IN (SELECT call_id FROM calls) "
+        "AND regexp_matches(text, '\\*{3,}')"
     )
     has_log = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' "
@@ -253,11 +263,14 @@ def render_report(
     period: Period = Period(),
     top: int = 10,
     encryption_key: str | None = None,
+    clip_budget_bytes: int | None = CLIP_BUDGET_BYTES,
 ) -> Path:
-    """Write the HTML report of ``db`` for ``period`` to ``out``."""
+    """Write the HTML report of ``db`` for ``period`` to ``out``; with a clip budget
+    (bytes, None: no clips), each finding of the top calls gets its audio clip."""
     con = open_snapshot(db, period, encryption_key)
     try:
-        page = build_html(con, Path(db).name, period, top)
+        clips = None if clip_budget_bytes is None else Clips(con, clip_budget_bytes)
+        page = build_html(con, Path(db).name, period, top, clips)
     finally:
         con.close()
     out = Path(out)
@@ -266,13 +279,25 @@ def render_report(
     return out
 
 
-def build_html(con: duckdb.DuckDBPyConnection, db_name: str, period: Period, top: int) -> str:
+def build_html(
+    con: duckdb.DuckDBPyConnection,
+    db_name: str,
+    period: Period,
+    top: int,
+    clips: Clips | None = None,
+) -> str:
+    risk_calls = _risk_calls(con, top, clips)
+    if clips is not None and clips.left_out:
+        risk_calls = (
+            f'<p class="meta">{esc(clips.left_out)} audio clip(s) left out: '
+            f"{esc('; '.join(sorted(set(clips.reasons))))}</p>" + risk_calls
+        )
     sections = [
         _totals_section(con),
         _section("Findings per day, by category", _category_day_chart(con)),
         _section("Findings per agent, by severity", _agent_chart(con)),
         _section("Agent scorecard", _scorecard_table(con)),
-        _section(f"Highest-risk calls (top {top})", _risk_calls(con, top)),
+        _section(f"Highest-risk calls (top {top})", risk_calls),
         _section("Rules: hits and reviewed precision", _rule_table(con)),
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -324,7 +349,9 @@ def _table(headers: list[str], body: list[list[Any]], numeric: set[int] = frozen
     trs = []
     for r in body:
         cells = "".join(
-            f'<td class="num">{esc(v)}</td>' if i in numeric else f"<td>{esc(v)}</td>"
+            f'<td class="num">{esc(v)}</td>'
+            if i in numeric
+            else f"<td>{v if isinstance(v, Html) else esc(v)}</td>"
             for i, v in enumerate(r)
         )
         trs.append(f"<tr>{cells}</tr>")
@@ -364,7 +391,7 @@ def _rule_table(con: duckdb.DuckDBPyConnection) -> str:
     return _table(headers, body, numeric={3, 4, 5, 6, 7, 8})
 
 
-def _risk_calls(con: duckdb.DuckDBPyConnection, top: int) -> str:
+def _risk_calls(con: duckdb.DuckDBPyConnection, top: int, clips: Clips | None = None) -> str:
     calls = rows(
         con,
         "SELECT * FROM call_risk WHERE findings > 0 "
@@ -373,10 +400,10 @@ def _risk_calls(con: duckdb.DuckDBPyConnection, top: int) -> str:
     )
     if not calls:
         return '<p class="empty">no findings in this period</p>'
-    return "\n".join(_risk_call(con, c) for c in calls)
+    return "\n".join(_risk_call(con, c, clips) for c in calls)
 
 
-def _risk_call(con: duckdb.DuckDBPyConnection, call: dict) -> str:
+def _risk_call(con: duckdb.DuckDBPyConnection, call: dict, clips: Clips | None = None) -> str:
     evidence = rows(
         con,
         "SELECT * FROM violations WHERE call_id = ? ORDER BY start_s NULLS FIRST, rule_id",
@@ -403,10 +430,74 @@ def _risk_call(con: duckdb.DuckDBPyConnection, call: dict) -> str:
             e["citation"],
             _review_cell(e),
         ]
+        + ([clips.cell(call["call_id"], e)] if clips is not None else [])
         for e in evidence
     ]
     headers = ["speaker", "time", "evidence", "match", "rule", "severity", "citation", "review"]
+    headers += ["listen"] if clips is not None else []
     return f'<div class="call">{head}{_table(headers, body)}</div>'
+
+
+class Html(str):
+    """A table cell that is markup already (an audio element), not text to escape."""
+
+
+class Clips:
+    """The report's audio clips, within a size budget: one per finding span of the top
+    calls, the speaker's channel with PII bleeped (audit.clips)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, budget_bytes: int):
+        self.con = con
+        self.budget = budget_bytes
+        self.used = 0
+        self.left_out = 0
+        self.reasons: list[str] = []
+        self._recordings: dict[str, Any] = {}
+        self._done: set[tuple] = set()
+
+    def cell(self, call_id: str, e: dict) -> Html | str:
+        if e["start_s"] is None:
+            return ""  # a call-level finding (contact rule, missing disclosure): no span
+        key = (call_id, e["speaker"], e["start_s"], e["end_s"])
+        if key in self._done:
+            return "↑"  # the same span's clip is on a row above
+        self._done.add(key)
+        recording = self._recording(call_id)
+        if isinstance(recording, str):
+            return self._leave_out(recording)
+        spans = self.con.execute(
+            "SELECT start_s, end_s FROM pii_spans WHERE call_id = $c "
+            "AND (speaker = $s OR $mono) UNION SELECT start_s, end_s FROM findings "
+            "WHERE call_id = $c AND category = 'pii_exposure' AND start_s IS NOT NULL",
+            {"c": call_id, "s": e["speaker"], "mono": len(recording.channels) == 1},
+        ).fetchall()
+        try:
+            clip = audio_clips.evidence_clip(
+                recording, e["speaker"], e["start_s"], e["end_s"], bleep=spans
+            )
+        except AudioError as exc:
+            return self._leave_out(str(exc))
+        uri = audio_clips.data_uri(clip)
+        if self.used + len(uri) > self.budget:
+            return self._leave_out(f"over the {self.budget / 1e6:g} MB budget for clips")
+        self.used += len(uri)
+        return Html(f'<audio controls preload="none" src="{uri}"></audio>')
+
+    def _recording(self, call_id: str) -> Any:
+        if call_id not in self._recordings:
+            row = self.con.execute(
+                "SELECT source_path, channel_roles FROM calls WHERE call_id = ?", [call_id]
+            ).fetchone()
+            try:
+                self._recordings[call_id] = audio_clips.open_recording(row[0], row[1])
+            except (AudioError, TypeError):
+                self._recordings[call_id] = "recording not found or unreadable"
+        return self._recordings[call_id]
+
+    def _leave_out(self, reason: str) -> str:
+        self.left_out += 1
+        self.reasons.append(reason)
+        return "—"
 
 
 def _review_cell(e: dict) -> str:

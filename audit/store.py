@@ -86,24 +86,9 @@ def connect(
     not_duckdb = _not_a_duckdb_file(db)
     if not_duckdb:
         raise StoreError(f"{db} is {not_duckdb}: give --db a new file or a callaudit database")
-    old_umask = os.umask(0o077)  # debtors' words: readable by the owner only
-    try:
-        if encryption_key is None:
-            con = duckdb.connect(str(db), read_only=read_only, config=config)
-        else:
-            con = duckdb.connect(config=config)
-            con.execute("LOAD httpfs")
-            key = encryption_key.replace("'", "''")
-            mode = "READ_ONLY, " if read_only else ""
-            path = str(db).replace("'", "''")
-            con.execute(f"ATTACH '{path}' AS audit ({mode}ENCRYPTION_KEY '{key}')")
-            con.execute("USE audit")
-    except (duckdb.IOException, duckdb.CatalogException, duckdb.InvalidInputException) as exc:
-        raise _open_error(db, exc) from exc
-    finally:
-        os.umask(old_umask)
-    if new_file and db.exists():
-        os.chmod(db, 0o600)
+    if new_file and not read_only:
+        _create(db, encryption_key, config)
+    con = _open_file(db, read_only, encryption_key, config)
     foreign = _foreign_tables(con)
     if foreign:
         con.close()
@@ -114,6 +99,51 @@ def connect(
     if not read_only:
         apply_schema(con)
     return con
+
+
+def _open_file(
+    db: Path, read_only: bool, encryption_key: str | None, config: dict[str, str]
+) -> duckdb.DuckDBPyConnection:
+    old_umask = os.umask(0o077)  # debtors' words: readable by the owner only
+    try:
+        if encryption_key is None:
+            return duckdb.connect(str(db), read_only=read_only, config=config)
+        con = duckdb.connect(config=config)
+        con.execute("LOAD httpfs")
+        key = encryption_key.replace("'", "''")
+        mode = "READ_ONLY, " if read_only else ""
+        path = str(db).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS audit ({mode}ENCRYPTION_KEY '{key}')")
+        con.execute("USE audit")
+        return con
+    except (duckdb.IOException, duckdb.CatalogException, duckdb.InvalidInputException) as exc:
+        raise _open_error(db, exc) from exc
+    finally:
+        os.umask(old_umask)
+
+
+def _create(db: Path, encryption_key: str | None, config: dict[str, str]) -> None:
+    """A new database is built beside its path and renamed into place once its schema is
+    written: a full disk or a kill while creating it leaves no file that can't be
+    opened (DuckDB can't read a file whose first pages were cut short)."""
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.creating")
+    try:
+        con = _open_file(tmp, False, encryption_key, config)
+        try:
+            apply_schema(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, db)  # never over a database another process just created
+        except FileExistsError:
+            pass
+    except (OSError, duckdb.Error) as exc:
+        raise StoreError(f"could not create the database {db}: {exc}") from exc
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
 
 
 # Every callaudit database, of any version, has these: a file with other tables and
@@ -214,6 +244,7 @@ _CALL_COLUMNS = (
     "audited_at",
     "processing_s",
     "callee_inferred",
+    "channel_roles",
 )
 
 

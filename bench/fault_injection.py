@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import random
 import resource
 import signal
@@ -139,9 +140,15 @@ def make_inbox(rng: random.Random, root: Path) -> tuple[Path, set[str]]:
 
 
 def run_child(inbox: Path, db: Path, fault: str, rng: random.Random) -> int:
-    limit = rng.randint(300_000, 3_000_000) if fault == "disk_full" else None
+    # Log-uniform 4 KB - 2 MB: from the database's first page to its last checkpoint.
+    limit = (
+        int(math.exp(rng.uniform(math.log(4e3), math.log(2e6)))) if fault == "disk_full" else None
+    )
 
     def prepare() -> None:
+        # Ctrl-C as in a foreground terminal, even if this runner was started in the
+        # background (a shell then sets SIGINT to ignored for its children).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if limit is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes fail with EFBIG instead
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -153,7 +160,7 @@ def run_child(inbox: Path, db: Path, fault: str, rng: random.Random) -> int:
         preexec_fn=prepare,
     )
     if fault in ("sigkill", "sigint", "sigterm"):
-        time.sleep(rng.uniform(0.3, 3.0))  # imports, planning, or somewhere in the calls
+        time.sleep(rng.uniform(0.5, 4.0))  # imports, planning, or somewhere in the calls
         sig = {"sigkill": signal.SIGKILL, "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}
         if proc.poll() is None:
             proc.send_signal(sig[fault])

@@ -65,6 +65,9 @@ ALTER TABLE findings ADD COLUMN IF NOT EXISTS score DOUBLE;
 -- Who answered, as the conversation shows it when the call record does not say
 -- (audit/callee.py): 'third_party: customer 3.2-4.1 s said '我是他妈妈''.  NULL: nothing inferred.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS callee_inferred VARCHAR;
+-- Who spoke on stereo channels 0 and 1 ('agent,customer'): the report's audio clips
+-- play the speaker's own channel.  NULL for calls audited before it was kept.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS channel_roles VARCHAR;
 
 -- Reviewers' verdicts. Keyed by the stable finding id, so they survive re-audits.
 CREATE TABLE IF NOT EXISTS reviews (

@@ -53,6 +53,7 @@ CASES = [
     ("report day not ISO", "report --db {db} --out {tmp}/r.html --from 03/01/2026"),
     ("report days backwards", "report --db {db} --out {tmp}/r --from 2026-03-02 --to 2026-03-01"),
     ("report top zero", "report --db {db} --out {tmp}/r.html --top 0"),
+    ("report clip budget zero", "report --db {db} --out {tmp}/r.html --clip-budget-mb 0"),
     ("serve cron invalid", "serve --inbox {inbox} --db {db} --cron '0 25 * * *'"),
     ("serve zone invalid", "serve --inbox {inbox} --db {db} --timezone Mars/Olympus"),
     ("serve port out of range", "serve --inbox {inbox} --db {db} --port 70000"),

@@ -250,16 +250,19 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
-def _start_audit(cli, inbox: Path, db: Path, home: Path) -> subprocess.Popen:
+def _start_audit(cli, inbox: Path, db: Path, home: Path, *extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
     return subprocess.Popen(
-        [*cli, "audit", str(inbox), "--db", str(db)],
+        [*cli, "audit", str(inbox), "--db", str(db), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        # A foreground command's Ctrl-C: not ignored, even when this runner was started
+        # in the background (where a shell sets SIGINT to ignored for its children).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -305,13 +308,16 @@ def test_ctrl_c_cancels_the_run_exits_130_and_leaves_no_process(cli, tmp_path):
         assert con.execute("SELECT count(*) FROM calls WHERE status = 'ok'").fetchone() == (3,)
 
 
-def test_kill_9_of_the_command_takes_its_prefect_server_with_it(cli, tmp_path):
-    inbox = make_inbox(tmp_path, CALLS[:2])
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["threads", "dask"])
+def test_kill_9_of_the_command_takes_its_prefect_server_with_it(cli, tmp_path, extra):
+    """However the command ends, nothing it started outlives it: its Prefect server (and,
+    with --processes, the Dask scheduler, nannies and workers)."""
+    inbox = make_inbox(tmp_path, CALLS[:3])
     home = tmp_path / "prefect-home-kill"
-    proc = _start_audit(cli, inbox, tmp_path / "k.duckdb", home)
-    first = _read_until(proc, "[1/2]")
-    assert "[1/2]" in first, first[-2000:]
-    assert len(_processes_with(str(home))) >= 2  # the command and its server
+    proc = _start_audit(cli, inbox, tmp_path / "k.duckdb", home, *extra)
+    first = _read_until(proc, "[1/3]")
+    assert "[1/3]" in first, first[-2000:]
+    assert len(_processes_with(str(home))) >= 2 + 2 * bool(extra)  # command, server, workers
     os.kill(proc.pid, signal.SIGKILL)  # the command only, not its process group
     proc.wait(timeout=30)
     time.sleep(5)

@@ -60,7 +60,12 @@ def test_report_is_self_contained_and_escaped(page):
     text = page.read_text(encoding="utf-8")
     assert "<script" not in text.lower()
     links = re.findall(r"<[a-zA-Z][^<>]*\s(?:src|href)\s*=[^<>]*>", text)
-    assert links == []  # no element fetches anything: no CDN, no images, no fonts
+    fetching = [
+        x
+        for x in links
+        if not re.fullmatch(r'<audio [^<>]*src="data:audio/webm;base64,[A-Za-z0-9+/=]+">', x)
+    ]
+    assert fetching == []  # nothing fetched: no CDN, no images, no fonts; clips are inline
     assert "@import" not in text and "url(" not in text
     assert "http://www.w3.org/2000/svg" in text  # (the SVG namespace is a name, not a fetch)
     assert "<img src=x" not in text
@@ -198,3 +203,108 @@ def test_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
     report.export(db, tmp_path / "pq", "parquet")
     ids = duckdb.connect().execute(f"SELECT call_id FROM '{tmp_path / 'pq' / 'calls.parquet'}'")
     assert '=HYPERLINK("http://x")' in {r[0] for r in ids.fetchall()}
+
+
+def _clips(html: str) -> list[bytes]:
+    import base64
+
+    return [
+        base64.b64decode(m)
+        for m in re.findall(r'<audio [^<>]*src="data:audio/webm;base64,([A-Za-z0-9+/=]+)"', html)
+    ]
+
+
+def _decode(clip: bytes):
+    import io
+
+    import av
+    import numpy as np
+
+    with av.open(io.BytesIO(clip)) as f:
+        frames = [fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)]
+        rate = f.streams.audio[0].rate
+    return np.concatenate(frames).astype("float32"), rate
+
+
+def test_each_finding_of_the_top_calls_can_be_heard(page, db):
+    text = page.read_text(encoding="utf-8")
+    clips = _clips(text)
+    spans = query_spans(db)
+    assert len(clips) == len(spans) >= 8  # one per finding span of the top calls
+    for clip in clips:
+        samples, rate = _decode(clip)
+        seconds = len(samples) / rate
+        assert 1.0 < seconds <= 20.5  # the span and up to 2 s either side, at most 20 s
+        assert float(abs(samples).max()) > 0.01  # speech, not silence
+    assert len(text.encode()) < 5_500_000
+
+
+def query_spans(db: Path) -> set[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        top = [
+            r[0]
+            for r in con.execute(
+                "SELECT call_id FROM call_risk WHERE findings > 0 "
+                "ORDER BY risk_score DESC, findings DESC, call_id LIMIT 10"
+            ).fetchall()
+        ]
+        return {
+            r for r in con.execute(
+                "SELECT call_id, speaker, start_s, end_s FROM findings "
+                "WHERE start_s IS NOT NULL AND list_contains(?, call_id)", [top]).fetchall()
+        }  # fmt: skip
+
+
+def test_a_budget_leaves_clips_out_and_says_so(db, tmp_path):
+    text = report.render_report(db, tmp_path / "r.html", clip_budget_bytes=50_000).read_text(
+        encoding="utf-8"
+    )
+    kept = len(_clips(text))
+    assert 0 < kept < len(query_spans(db))
+    assert "audio clip(s) left out: over the 0.05 MB budget for clips" in text
+    none = report.render_report(db, tmp_path / "n.html", clip_budget_bytes=None)
+    assert "<audio" not in none.read_text(encoding="utf-8")
+
+
+def test_personal_numbers_are_bleeped_in_the_clip(tmp_path):
+    """The agent reads a phone number (0-2.5 s), then threatens (3-5.5 s): the threat's
+    clip starts at 1 s and its first 1.5 s, still the number, is a 1 kHz tone."""
+    import numpy as np
+
+    from audit.pipeline import AuditOptions, CallInput, audit_call
+    from audit.transcribe import Utterance
+    from tests.conftest import tone, write_wav
+
+    wav = write_wav(tmp_path / "pii.wav", [tone(8.0, freq=300), tone(8.0, freq=500, amp=0.05)])
+
+    def heard(channels, options):
+        lines = [
+            ("agent", 0.0, 2.5, "您的手机号是13812345678对吧"),
+            ("agent", 3.0, 5.5, "你再不还钱我们就去你单位闹"),
+        ]
+        return [Utterance(i, spk, a, b, t, t, -0.2, 0.01) for i, (spk, a, b, t) in enumerate(lines)]
+
+    db = tmp_path / "pii.duckdb"
+    result = audit_call(CallInput("pii-call", str(wav)), AuditOptions(), transcriber=heard)
+    with store.connect(db) as con:
+        store.write_call(con, result)
+    page = report.render_report(db, tmp_path / "r.html").read_text(encoding="utf-8")
+    threat_clip = None
+    with duckdb.connect(str(db), read_only=True) as con:
+        spans = con.execute(
+            "SELECT DISTINCT start_s FROM findings WHERE start_s IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    assert (3.0,) in spans
+    for clip in _clips(page):
+        samples, rate = _decode(clip)
+        if abs(len(samples) / rate - 6.5) < 0.3:  # 1.0-7.5 s: the threat's clip
+            threat_clip = (samples, rate)
+    assert threat_clip is not None
+    samples, rate = threat_clip
+
+    def peak_hz(piece):
+        spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece))))
+        return np.fft.rfftfreq(len(piece), 1 / rate)[int(np.argmax(spectrum))]
+
+    assert abs(peak_hz(samples[int(0.3 * rate) : int(1.2 * rate)]) - 1000) < 30  # bleeped
+    assert abs(peak_hz(samples[int(3.0 * rate) : int(4.0 * rate)]) - 300) < 30  # the threat
