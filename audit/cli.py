@@ -250,7 +250,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from audit.manifest import ManifestError, check_inbox
+    from audit.manifest import ManifestError, check_inbox, dated_path
 
     if not os.path.isdir(args.inbox):
         print(f"callaudit: error: inbox is not a folder: {args.inbox}", file=sys.stderr)
@@ -261,7 +261,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if con is None:
             return EXIT_ERROR
     try:
-        result = check_inbox(args.inbox, args.manifest, args.default_timezone, con)
+        manifest = dated_path(args.manifest) if args.manifest else None
+        result = check_inbox(args.inbox, manifest, args.default_timezone, con)
     except ManifestError as exc:
         print(f"callaudit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -279,6 +280,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from audit.rules import CatalogueError, load_catalogue
 
     overrides = {k: v for k, v in overrides_from_args(args).items() if v is not None}
+    roles = [r.strip() for r in args.channels.split(",")]
+    if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
+        print(
+            f"callaudit: error: --channels {args.channels!r}: give two of agent, customer, unknown",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         load_catalogue(args.rules)
         load_policy(args.policy, **overrides)
@@ -418,10 +426,19 @@ def iana_zone(text: str) -> str:
 def cron_expression(text: str) -> str:
     from datetime import datetime
 
-    from cronsim import CronSim, CronSimError  # what Prefect's Cron schedule parses with
+    from cronsim import CronSim, CronSimError
 
+    aliases = {
+        "@yearly": "0 0 1 1 *",
+        "@annually": "0 0 1 1 *",
+        "@monthly": "0 0 1 * *",
+        "@weekly": "0 0 * * 0",
+        "@daily": "0 0 * * *",
+        "@midnight": "0 0 * * *",
+        "@hourly": "0 * * * *",
+    }
     try:
-        CronSim(text, datetime(2026, 1, 1))
+        CronSim(aliases.get(text.strip().lower(), text), datetime(2026, 1, 1))
     except CronSimError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a cron expression ({exc})") from None
     return text
@@ -579,6 +596,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         ids = list(args.finding_ids) + (findings_of_call(con, args.call) if args.call else [])
+        ids = list(dict.fromkeys(ids))  # one verdict per finding, however often named
         check_findings(con, ids)  # all or none: no half-recorded batch of verdicts
         done = [record_review(con, i, args.verdict, args.note, args.reviewer) for i in ids]
         for r in done:

@@ -194,7 +194,12 @@ def parse_row(
         callee_number=row["callee_number"],
         callee_relation=parse_relation(row["callee_relation"]),
         started_at=started,
-        timezone=parse_timezone(row.get("timezone", "") or default_timezone or "", started),
+        # The default zone is for times written without an offset; an offset is a fact.
+        timezone=parse_timezone(
+            row.get("timezone", "")
+            or (default_timezone if isinstance(started.tzinfo, ZoneInfo) else ""),
+            started,
+        ),
         duration_s=parse_duration(row["duration_s"]),
         direction=parse_direction(row["direction"]),
         answered=parse_answered(row.get("answered", "")),
@@ -430,6 +435,9 @@ def relink_recordings(
     """Move calls audited under a file-name id (no call record) to the manifest's id of
     the same recording, found by content hash; returns ``inputs`` with hashes filled in."""
     listed = {r.call_id for r in manifest.records}
+    audited = {
+        r[0] for r in con.execute("SELECT call_id FROM calls WHERE status = 'ok'").fetchall()
+    }
     unlinked = dict(
         con.execute(
             "SELECT sha256, call_id FROM calls WHERE sha256 IS NOT NULL AND agent_id IS NULL "
@@ -444,7 +452,7 @@ def relink_recordings(
             except OSError:
                 pass  # audit_call records the readable error
             old = unlinked.get(call.sha256)
-            if old and old != call.call_id and old not in listed:
+            if old and old != call.call_id and old not in listed and call.call_id not in audited:
                 store.relink_call(con, old, call.call_id)
                 manifest.relinked.append((old, call.call_id))
                 del unlinked[call.sha256]
@@ -487,7 +495,7 @@ def check_inbox(
     if manifest_path:
         manifest = load_manifest(manifest_path, inbox, default_timezone)
         lines.append(format_report(manifest.summary()).strip())
-        problems += len(manifest.errors) + bool(manifest.ignored_columns)
+        problems += len(manifest.errors)  # unknown columns are listed, as audit does
         try:
             require_rows(manifest)
         except ManifestError as exc:

@@ -133,7 +133,7 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
     else:  # a database from before the log: its current verdicts are the history
         con.execute(
             "INSERT INTO review_log SELECT finding_id, verdict, note, "
-            "coalesce(reviewer, 'unknown'), reviewed_at FROM reviews"
+            "coalesce(reviewer, 'unknown'), coalesce(reviewed_at, now()) FROM reviews"
         )
 
 
@@ -466,10 +466,12 @@ class Clips:
         if isinstance(recording, str):
             return self._leave_out(recording)
         spans = self.con.execute(
+            # Every speaker's: a mono clip, a mixed one or a mislabelled channel may
+            # carry the other party's voice.
             "SELECT start_s, end_s FROM pii_spans WHERE call_id = $c "
-            "AND (speaker = $s OR $mono) UNION SELECT start_s, end_s FROM findings "
+            "UNION SELECT start_s, end_s FROM findings "
             "WHERE call_id = $c AND category = 'pii_exposure' AND start_s IS NOT NULL",
-            {"c": call_id, "s": e["speaker"], "mono": len(recording.channels) == 1},
+            {"c": call_id},
         ).fetchall()
         try:
             clip = audio_clips.evidence_clip(
@@ -485,6 +487,7 @@ class Clips:
 
     def _recording(self, call_id: str) -> Any:
         if call_id not in self._recordings:
+            self._recordings.clear()  # calls come one after another: keep one decoded
             row = self.con.execute(
                 "SELECT source_path, channel_roles FROM calls WHERE call_id = ?", [call_id]
             ).fetchone()

@@ -139,6 +139,9 @@ def _create(db: Path, encryption_key: str | None, config: dict[str, str]) -> Non
             os.link(tmp, db)  # never over a database another process just created
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links (some SMB/FUSE mounts)
+            if not db.exists():
+                os.rename(tmp, db)
     except (OSError, duckdb.Error) as exc:
         raise StoreError(f"could not create the database {db}: {exc}") from exc
     finally:
@@ -304,13 +307,17 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
 def relink_call(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
     """Move an audited call from id ``old`` to ``new`` in one transaction: its row,
     utterances and findings (ids recomputed, as they hash the call id) and the reviews
-    of those findings.  A call-record placeholder already under ``new`` (status
-    no_recording) gives way.  Nothing is transcribed again."""
+    of those findings.  A call-record placeholder or a failed attempt already under
+    ``new`` gives way (the caller never re-links onto an audited call).  Nothing is
+    transcribed again."""
     from audit.pipeline import finding_id
 
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM calls WHERE call_id = ? AND status = 'no_recording'", [new])
+        # A call-record placeholder or a failed attempt under the new id gives way.
+        con.execute(
+            "DELETE FROM calls WHERE call_id = ? AND status IN ('no_recording', 'failed')", [new]
+        )
         con.execute(
             "INSERT INTO calls SELECT * REPLACE (? AS call_id) FROM calls WHERE call_id = ?",
             [new, old],

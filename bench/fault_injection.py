@@ -177,8 +177,7 @@ def invariants(db: Path) -> None:
 
     with duckdb.connect(str(db)) as con:  # opens (and replays its WAL)
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        if not tables:
-            return  # struck while the database was being created: nothing stored yet
+        assert tables, "a database file with no tables (a creation cut short)"
         missing = {"calls", "utterances", "findings", "reviews", "runs"} - tables
         assert not missing, f"a half-created database: no {sorted(missing)}"
         orphans = con.execute(

@@ -33,11 +33,14 @@ class _OwnedServer(SubprocessASGIServer):
     Ctrl-C in the terminal reaches the audit, not the server (which must record that
     the run ended), and the server dies with this process even after ``kill -9``."""
 
+    _instances: dict = {}  # not the base class's: never hand back Prefect's own server
+
     def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
         real_popen = subprocess.Popen
+        hook = _die_with_parent_hook()  # libc is loaded here, not between fork and exec
 
         def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-            return real_popen(*args, **kwargs, start_new_session=True, preexec_fn=_die_with_parent)
+            return real_popen(*args, **kwargs, start_new_session=True, preexec_fn=hook)
 
         subprocess.Popen = popen  # type: ignore[misc]  # only for this one call
         try:
@@ -46,13 +49,13 @@ class _OwnedServer(SubprocessASGIServer):
             subprocess.Popen = real_popen  # type: ignore[misc]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent dies (Linux prctl)."""
+def _die_with_parent_hook() -> Any:
+    """What the child runs before exec: SIGTERM when the parent dies (Linux prctl)."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the server is still stopped at a normal exit
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the server is still stopped at a normal exit
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def shared_api_url() -> tuple[str, SubprocessASGIServer | None]:

@@ -9,6 +9,7 @@ it, and stop it again when ``serve`` ends (Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -95,7 +96,8 @@ def serve(
     print(
         f"Prefect API: {url}\n"
         f"Run the audit now from another shell:\n"
-        f"  PREFECT_API_URL={url} {prefect_exe} deployment run 'audit-inbox/{name}'",
+        f"  PREFECT_API_URL={url} {shlex.quote(str(prefect_exe))} deployment run "
+        f"{shlex.quote('audit-inbox/' + name)}",
         flush=True,
     )
     try:

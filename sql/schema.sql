@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS review_log (
 );
 -- Databases from before the log: their current verdicts are its first entries.
 INSERT INTO review_log
-SELECT r.finding_id, r.verdict, r.note, coalesce(r.reviewer, 'unknown'), r.reviewed_at
+SELECT r.finding_id, r.verdict, r.note, coalesce(r.reviewer, 'unknown'),
+       coalesce(r.reviewed_at, now())
 FROM reviews r
 WHERE NOT EXISTS (SELECT 1 FROM review_log l WHERE l.finding_id = r.finding_id);
 

@@ -55,6 +55,7 @@ CASES = [
     ("report top zero", "report --db {db} --out {tmp}/r.html --top 0"),
     ("report clip budget zero", "report --db {db} --out {tmp}/r.html --clip-budget-mb 0"),
     ("serve cron invalid", "serve --inbox {inbox} --db {db} --cron '0 25 * * *'"),
+    ("serve channels not two roles", "serve --inbox {inbox} --db {db} --channels agent"),
     ("serve zone invalid", "serve --inbox {inbox} --db {db} --timezone Mars/Olympus"),
     ("serve port out of range", "serve --inbox {inbox} --db {db} --port 70000"),
     ("serve policy override invalid", "serve --inbox {inbox} --db {db} --window 9-5"),

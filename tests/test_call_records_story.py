@@ -229,3 +229,32 @@ def test_check_command_exit_codes(inbox, manifest, tmp_path, capsys):
 def test_an_invalid_default_zone_is_refused(inbox, manifest):
     with pytest.raises(ManifestError, match="IANA"):
         load_manifest(manifest, inbox, "localtime")
+
+
+def test_the_default_zone_is_only_for_times_written_without_an_offset(inbox, tmp_path):
+    path = tmp_path / "mixed.csv"
+    rows_ = [
+        ROWS["call_03_threat"].replace("2026-03-02T22:30:00", "2026-03-02T22:30:00+09:00"),
+        ROWS["call_05_third_party"],
+    ]
+    path.write_text("\n".join([HEADER, *rows_]) + "\n", encoding="utf-8")
+    m = load_manifest(path, inbox, "Asia/Shanghai")
+    assert {r.call_id: r.timezone for r in m.records} == {
+        "CDR-0003": "UTC+09:00",  # the offset written is a fact; the default doesn't apply
+        "CDR-0005": "Asia/Shanghai",
+    }
+
+
+def test_relinking_never_lands_on_another_audited_call(inbox, manifest, tmp_path):
+    db = tmp_path / "e.duckdb"
+    audit(inbox, None, db)  # both audited under their file names
+    with store.connect(db) as con:  # CDR-0003 is already another recording; CDR-0005 failed
+        con.execute(
+            "INSERT INTO calls (call_id, sha256, status) VALUES ('CDR-0003', 'other', 'ok'), "
+            "('CDR-0005', NULL, 'failed')"
+        )
+    second = audit(inbox, manifest, db, default_timezone="Asia/Shanghai")
+    assert second["manifest"]["relinked"] == ["call_05_third_party -> CDR-0005"]
+    calls = dict(rows(db, "SELECT call_id, status FROM calls"))
+    assert calls["CDR-0005"] == "ok" and "call_05_third_party" not in calls
+    assert calls["CDR-0003"] == "ok" and calls["call_03_threat"] == "ok"  # nothing lost
