@@ -97,7 +97,12 @@ def connect(
             "callaudit leaves it untouched: give --db a new file"
         )
     if not read_only:
-        apply_schema(con)
+        try:
+            apply_schema(con)
+        except duckdb.Error as exc:  # a full disk, most likely: keep the file as it was
+            no_checkpoint_at_close(con)
+            con.close()
+            raise StoreError(f"could not prepare the database {db}: {exc}") from exc
     return con
 
 
@@ -297,9 +302,22 @@ def write_call(con: duckdb.DuckDBPyConnection, result: CallResult) -> None:
 
 
 def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back if a transaction is still open (DuckDB aborts it itself on I/O errors)."""
+    """Roll back if a transaction is still open (DuckDB aborts it itself on I/O errors),
+    and keep the database file as it is until the next clean open."""
     try:
         con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+    no_checkpoint_at_close(con)
+
+
+def no_checkpoint_at_close(con: duckdb.DuckDBPyConnection) -> None:
+    """After a failed write, closing must not checkpoint: measured with DuckDB 1.4.4, a
+    write-ahead log that hit a full disk, checkpointed at close, left a database file
+    that no longer opens ("Corrupt database file: computed checksum ... does not match").
+    Left alone, the log's committed part is replayed at the next open."""
+    try:
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
     except duckdb.Error:
         pass
 

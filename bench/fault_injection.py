@@ -140,10 +140,12 @@ def make_inbox(rng: random.Random, root: Path) -> tuple[Path, set[str]]:
 
 
 def run_child(inbox: Path, db: Path, fault: str, rng: random.Random) -> int:
-    # Log-uniform 4 KB - 2 MB: from the database's first page to its last checkpoint.
-    limit = (
-        int(math.exp(rng.uniform(math.log(4e3), math.log(2e6)))) if fault == "disk_full" else None
-    )
+    # Log-uniform: a new database 4 KB - 2 MB (its first page to its last checkpoint); one
+    # in use 15-60 KB (its write-ahead log grows from nothing: ~20 KB at open, then calls).
+    limit = None
+    if fault == "disk_full":
+        low, high = (1.5e4, 6e4) if db.exists() else (4e3, 2e6)
+        limit = int(math.exp(rng.uniform(math.log(low), math.log(high))))
 
     def prepare() -> None:
         # Ctrl-C as in a foreground terminal, even if this runner was started in the
@@ -237,6 +239,10 @@ def run(batches: int, seed: int) -> dict[str, Counter[str]]:
             inbox, contents = make_inbox(rng, Path(tmp))
             db = Path(tmp) / "audit.duckdb"
             try:
+                if fault == "disk_full" and rng.random() < 0.5:
+                    from audit import store  # half the time the disk fills on a database
+
+                    store.connect(db).close()  # already in use, not one being created
                 run_child(inbox, db, fault, rng)
                 if db.exists():
                     invariants(db)
