@@ -133,6 +133,13 @@ def _add_correct_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _channels_problem(channels: str) -> str | None:
+    roles = [r.strip() for r in channels.split(",")]
+    if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
+        return f"--channels {channels!r}: give two of agent, customer, unknown"
+    return None
+
+
 def _input_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the options, policy, rule catalogue or call records the user
     gave (exit 2), checked before anything is loaded, started or created."""
@@ -146,9 +153,8 @@ def _input_problem(args: argparse.Namespace) -> str | None:
     from audit.policy import PolicyError, load_policy, overrides_from_args
     from audit.rules import CatalogueError, load_catalogue
 
-    roles = [r.strip() for r in args.channels.split(",")]
-    if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
-        return f"--channels {args.channels!r}: give two of agent, customer, unknown"
+    if _channels_problem(args.channels):
+        return _channels_problem(args.channels)
     if not os.path.isdir(args.inbox):
         return f"inbox is not a folder: {args.inbox}"
     try:
@@ -280,12 +286,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from audit.rules import CatalogueError, load_catalogue
 
     overrides = {k: v for k, v in overrides_from_args(args).items() if v is not None}
-    roles = [r.strip() for r in args.channels.split(",")]
-    if len(roles) != 2 or not set(roles) <= {"agent", "customer", "unknown"}:
-        print(
-            f"callaudit: error: --channels {args.channels!r}: give two of agent, customer, unknown",
-            file=sys.stderr,
-        )
+    if _channels_problem(args.channels):
+        print(f"callaudit: error: {_channels_problem(args.channels)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         load_catalogue(args.rules)
@@ -377,14 +379,18 @@ def db_file(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def positive_float(text: str) -> float:
@@ -398,13 +404,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return _whole_number(text, 0)
 
 
 def port_number(text: str) -> int:

@@ -192,35 +192,10 @@ def test_check_lists_problems_and_ids_without_decoding_or_writing(inbox, manifes
 
 
 def test_check_command_exit_codes(inbox, manifest, tmp_path, capsys):
-    assert main(["check", "--inbox", str(inbox), "--manifest", str(manifest)]) == 3
-    assert (
-        main(
-            [
-                "check",
-                "--inbox",
-                str(inbox),
-                "--manifest",
-                str(manifest),
-                "--default-timezone",
-                "Asia/Shanghai",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "check",
-                "--inbox",
-                str(inbox),
-                "--manifest",
-                str(manifest),
-                "--default-timezone",
-                "Mars/Olympus",
-            ]
-        )
-        == 2
-    )
+    check = ["check", "--inbox", str(inbox), "--manifest", str(manifest)]
+    assert main(check) == 3
+    assert main([*check, "--default-timezone", "Asia/Shanghai"]) == 0
+    assert main([*check, "--default-timezone", "Mars/Olympus"]) == 2
     assert main(["check", "--inbox", str(inbox), "--db", str(tmp_path / "none.duckdb")]) == 1
     assert not (tmp_path / "none.duckdb").exists()
     capsys.readouterr()
