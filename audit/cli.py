@@ -1,4 +1,4 @@
-"""``callaudit``: the command line.
+"""``callaudit``: the command line (click; Rich for coloured errors and the closing table).
 
 Subcommands import what they need lazily, so ``callaudit detect`` starts in well
 under a second and never loads Whisper or Prefect.
@@ -6,15 +6,17 @@ under a second and never loads Whisper or Prefect.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from argparse import Namespace
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+
+import click
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
 COMPUTE_TYPES = (
     "int8",
     "int8_float32",
@@ -26,110 +28,247 @@ COMPUTE_TYPES = (
     "float32",
 )
 
+# The top-level help's epilog; README "Commands" says the same.  (\b: keep the lines.)
+EXIT_CODES = """\b
+Exit codes, every command:
+  0    done
+  1    the work could not run: model, database (missing, locked, encrypted
+       without its key), damaged rule catalogue or training data on disk
+  2    a mistake in what was given: an option, policy, rule catalogue,
+       manifest file or header, a manifest none of whose rows is usable, a
+       date; one line, found before Prefect or Whisper start, nothing created
+  3    done, but some recordings failed (calls.status = 'failed', with the
+       reason) or manifest rows were rejected; check: problems were listed
+  130  interrupted (Ctrl-C); the calls stored so far are kept
 
-class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: what is wrong and where help is, then exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        default=None,
-        help="local CTranslate2 Whisper folder or faster-whisper model name already in "
-        "the local cache (default: bundled multilingual Whisper base)",
-    )
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="(default cpu)")
-    p.add_argument(
-        "--compute-type",
-        default=None,
-        choices=COMPUTE_TYPES,
-        help="CTranslate2 compute type (default int8 on cpu, float16 on cuda)",
-    )
-    p.add_argument(
-        "--beam-size", type=positive_int, default=5, help="beam size (default 5; 1 is faster)"
-    )
+\b
+Colour: error lines and the audit summary are coloured on a terminal only;
+NO_COLOR=1 turns colour off, FORCE_COLOR=1 forces it.
+"""
 
 
-def _add_encryption_arg(p: argparse.ArgumentParser, opens: bool = False) -> None:
-    p.add_argument(
-        "--encryption-key-env",
-        metavar="VAR",
-        help="open an encrypted DuckDB file with the key in environment variable VAR"
-        if opens
-        else "encrypt the DuckDB file at rest with the key in environment variable VAR "
-        "(the file then can't be opened without it)",
-    )
+class BadValue(ValueError):
+    """A value an option cannot take; the message says why (exit 2)."""
 
 
-def _add_detection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--rules", default="cn", help="rule catalogue: a bundled pack name (cn) or a rule YAML file"
-    )
-    p.add_argument(
-        "--channels",
-        default="agent,customer",
-        help="speaker of stereo channel 0,1 (default agent,customer)",
-    )
-    p.add_argument(
-        "--pii",
-        choices=("mask", "keep"),
-        default="mask",
-        help="mask ID/bank/phone numbers in stored text (default) or keep them",
-    )
-    p.add_argument(
-        "--workers", type=positive_int, default=1, help="calls transcribed at once (threads)"
-    )
+def error(message: str, prog: str = "callaudit", label: str = "error") -> None:
+    """One line on stderr: ``PROG: error: MESSAGE``, ``error`` red on a terminal."""
+    from audit.console import print_error
+
+    print_error(message, prog, label)
 
 
-def _add_manifest_args(p: argparse.ArgumentParser, audit: bool = True, dated: bool = False) -> None:
-    p.add_argument(
-        "--manifest",
-        help="call-detail CSV: call_id, recording, agent_id, debtor_id, callee_number, "
-        "callee_relation, started_at, duration_s, direction[, answered, timezone]"
-        + (
-            "; may name the day it covers: cdr/{date}.csv is read as the day before the "
-            "run (cdr/2026-03-01.csv for a run on 2026-03-02), {today} as the run's day"
-            if dated
-            else ""
+class Checked(click.ParamType):
+    """A click type from one of the checking functions below (text -> value or BadValue)."""
+
+    def __init__(self, check: Callable[[str], object], name: str) -> None:
+        self.check = check
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.check(value)
+        except BadValue as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _options(*decorators: Callable) -> Callable:
+    """Several click options as one decorator, in the order given."""
+
+    def apply(f: Callable) -> Callable:
+        for decorate in reversed(decorators):
+            f = decorate(f)
+        return f
+
+    return apply
+
+
+def _model_options() -> Callable:
+    return _options(
+        click.option(
+            "--model",
+            default=None,
+            metavar="DIR|NAME",
+            help="local CTranslate2 Whisper folder, or a faster-whisper model name already "
+            "in the local cache  [default: the bundled multilingual Whisper base]",
+        ),
+        click.option(
+            "--device", type=click.Choice(("cpu", "cuda")), default="cpu", help="where Whisper runs"
+        ),
+        click.option(
+            "--compute-type",
+            type=click.Choice(COMPUTE_TYPES),
+            default=None,
+            metavar="TYPE",
+            help=f"CTranslate2 compute type: {', '.join(COMPUTE_TYPES)}  "
+            "[default: int8 on cpu, float16 on cuda]",
+        ),
+        click.option(
+            "--beam-size",
+            type=Checked(positive_int, "integer"),
+            default=5,
+            metavar="N",
+            help="Whisper beam size (1 is faster)",
         ),
     )
-    p.add_argument(
-        "--default-timezone",
-        metavar="ZONE",
-        type=iana_zone,
-        help="IANA zone (e.g. Asia/Shanghai) of manifest times written without a UTC offset, "
-        "as most dialler exports write them; without it such rows are rejected",
+
+
+def _encryption_option(opens: bool = False) -> Callable:
+    return click.option(
+        "--encryption-key-env",
+        metavar="VAR",
+        default=None,
+        help="open an encrypted DuckDB file with the key in environment variable VAR  "
+        "[default: the file is not encrypted]"
+        if opens
+        else "encrypt the DuckDB file at rest with the key in environment variable VAR "
+        "(the file then can't be opened without it); an existing encrypted file needs it "
+        "too  [default: not encrypted]",
     )
+
+
+def _db_option(help: str, required: bool = True) -> Callable:
+    return click.option(
+        "--db", required=required, type=Checked(db_file, "file"), metavar="FILE", help=help
+    )
+
+
+def _rules_option() -> Callable:
+    return click.option(
+        "--rules",
+        default="cn",
+        metavar="PACK|FILE",
+        help="rule catalogue: a bundled pack name (cn) or a rule YAML file",
+    )
+
+
+def _detection_options() -> Callable:
+    return _options(
+        _rules_option(),
+        click.option(
+            "--channels",
+            default="agent,customer",
+            metavar="ROLE,ROLE",
+            help="speaker of stereo channels 0 and 1: two of agent, customer, unknown",
+        ),
+        click.option(
+            "--pii",
+            type=click.Choice(("mask", "keep")),
+            default="mask",
+            help="mask ID, bank-card and phone numbers in stored text, or keep them",
+        ),
+        click.option(
+            "--workers",
+            type=Checked(positive_int, "integer"),
+            default=1,
+            metavar="N",
+            help="calls transcribed at once (threads)",
+        ),
+    )
+
+
+def _manifest_options(audit: bool = True, dated: bool = False) -> Callable:
+    options = [
+        click.option(
+            "--manifest",
+            default=None,
+            metavar="CSV",
+            help="call-detail CSV: call_id, recording, agent_id, debtor_id, callee_number, "
+            "callee_relation, started_at, duration_s, direction[, answered, timezone]"
+            + (
+                "; may name the day it covers: cdr/{date}.csv is read as the day before the "
+                "run (cdr/2026-03-01.csv for a run on 2026-03-02), {today} as the run's day"
+                if dated
+                else ""
+            )
+            + "  [default: none; recordings are audited under their file names]",
+        ),
+        click.option(
+            "--default-timezone",
+            metavar="ZONE",
+            type=Checked(iana_zone, "zone"),
+            default=None,
+            help="IANA zone (e.g. Asia/Shanghai) of manifest times written without a UTC "
+            "offset, as most dialler exports write them  [default: none; such rows are "
+            "rejected]",
+        ),
+    ]
     if audit:
-        p.add_argument(
-            "--without-call-records",
-            action="store_true",
-            help="audit even when the manifest accepted none of its rows (by default the "
-            "audit stops before any audio: its calls would lose the findings that need "
-            "call records)",
+        options.append(
+            click.option(
+                "--without-call-records",
+                is_flag=True,
+                help="audit even when the manifest accepted none of its rows (by default "
+                "the audit stops before any audio: its calls would lose the findings that "
+                "need call records)",
+            )
         )
+    return _options(*options)
 
 
-def _add_learned_arg(p: argparse.ArgumentParser, more: str = "") -> None:
-    p.add_argument(
-        "--no-learned",
-        dest="learned",
-        action="store_false",
-        help="rules only: leave out the learned stage (a classifier trained on the corpus "
-        f"shipped in audit/data/corpus, on by default){more}",
+def _policy_options() -> Callable:
+    """``--policy`` and one override per number (names as ``audit.policy.OVERRIDES``)."""
+    number = click.INT
+    return _options(
+        click.option(
+            "--policy",
+            default="cn",
+            metavar="PACK|FILE",
+            help="contact policy pack: cn, us, or a policy YAML file",
+        ),
+        click.option(
+            "--window",
+            default=None,
+            metavar="HH:MM-HH:MM",
+            help="allowed calling hours, debtor's local time  [default: the policy's; "
+            "08:00-22:00 in cn]",
+        ),
+        click.option(
+            "--max-connected-per-day",
+            type=number,
+            default=None,
+            metavar="N",
+            help="connected calls per debtor per day  [default: the policy's; 3 in cn]",
+        ),
+        click.option(
+            "--max-attempts-per-day",
+            type=number,
+            default=None,
+            metavar="N",
+            help="call attempts per number per day  [default: the policy's; 6 in cn]",
+        ),
+        click.option(
+            "--max-attempts-in-7-days",
+            type=number,
+            default=None,
+            metavar="N",
+            help="attempts per debtor in 7 days  [default: the policy's; 7 in us]",
+        ),
+        click.option(
+            "--quiet-days-after-conversation",
+            type=number,
+            default=None,
+            metavar="N",
+            help="days without calls after a conversation  [default: the policy's; 7 in us]",
+        ),
     )
 
 
-def _add_correct_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--no-correct",
-        dest="correct",
-        action="store_false",
-        help="store and detect on Whisper's text as it is: leave out the domain corrector "
-        "(same-sounding mishearings such as 预期 -> 逾期; on by default)",
+def _learned_option(more: str = "") -> Callable:
+    return click.option(
+        "--learned/--no-learned",
+        default=True,
+        help="--no-learned: rules only, leave out the learned stage (a classifier trained on "
+        f"the corpus shipped in audit/data/corpus){more}",
+    )
+
+
+def _correct_option() -> Callable:
+    return click.option(
+        "--correct/--no-correct",
+        default=True,
+        help="--no-correct: store and detect on Whisper's text as it is, leave out the "
+        "domain corrector (same-sounding mishearings such as 预期 -> 逾期)",
     )
 
 
@@ -140,7 +279,7 @@ def _channels_problem(channels: str) -> str | None:
     return None
 
 
-def _input_problem(args: argparse.Namespace) -> str | None:
+def _input_problem(args: Namespace) -> str | None:
     """What is wrong with the options, policy, rule catalogue or call records the user
     gave (exit 2), checked before anything is loaded, started or created."""
     from audit.manifest import (
@@ -174,7 +313,7 @@ def _input_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
+def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
     """Problems of the machine that would stop the whole batch (a missing model, a
     database that can't be opened), found before Prefect starts: a clear message
     instead of a failed flow run with a traceback in its log."""
@@ -200,9 +339,8 @@ def _precheck_audit(args: argparse.Namespace, compute_type: str) -> str | None:
     return None
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from audit.batch import format_summary
-    from audit.contact import format_checks
+def cmd_audit(args: Namespace) -> int:
+    from audit.console import print_summary
     from audit.manifest import ManifestError
     from audit.model import ModelError
     from audit.policy import PolicyError, overrides_from_args
@@ -211,11 +349,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
     problem = _input_problem(args)
     if problem:
-        print(f"callaudit: error: {problem}", file=sys.stderr)
+        error(problem)
         return EXIT_USAGE
     problem = _precheck_audit(args, compute_type)
     if problem:
-        print(f"callaudit: error: {problem}", file=sys.stderr)
+        error(problem)
         return EXIT_ERROR
     from flows.runner import run_audit  # imports Prefect: only here
 
@@ -244,10 +382,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             without_call_records=args.without_call_records,
         )
     except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
-        print(f"callaudit: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return EXIT_ERROR
-    print(format_summary(summary))
-    print(format_checks(summary))
+    print_summary(summary)
     if args.json_summary:
         with open(args.json_summary, "w", encoding="utf-8") as f:
             json.dump(summary, f, ensure_ascii=False, indent=2)
@@ -255,11 +392,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary["failed"] or rejected_rows else EXIT_OK
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: Namespace) -> int:
     from audit.manifest import ManifestError, check_inbox, dated_path
 
     if not os.path.isdir(args.inbox):
-        print(f"callaudit: error: inbox is not a folder: {args.inbox}", file=sys.stderr)
+        error(f"inbox is not a folder: {args.inbox}")
         return EXIT_USAGE
     con = None
     if args.db:
@@ -270,7 +407,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         manifest = dated_path(args.manifest) if args.manifest else None
         result = check_inbox(args.inbox, manifest, args.default_timezone, con)
     except ManifestError as exc:
-        print(f"callaudit: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return EXIT_USAGE
     finally:
         if con is not None:
@@ -280,14 +417,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if result.problems else EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: Namespace) -> int:
     from audit.manifest import ManifestError, check_pattern
     from audit.policy import PolicyError, load_policy, overrides_from_args
     from audit.rules import CatalogueError, load_catalogue
 
     overrides = {k: v for k, v in overrides_from_args(args).items() if v is not None}
     if _channels_problem(args.channels):
-        print(f"callaudit: error: {_channels_problem(args.channels)}", file=sys.stderr)
+        error(_channels_problem(args.channels))
         return EXIT_USAGE
     try:
         load_catalogue(args.rules)
@@ -295,10 +432,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.manifest:
             check_pattern(args.manifest)
     except (CatalogueError, PolicyError, ManifestError) as exc:
-        print(f"callaudit: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return EXIT_USAGE
     if not os.path.isdir(args.inbox):
-        print(f"callaudit: error: inbox is not a folder: {args.inbox}", file=sys.stderr)
+        error(f"inbox is not a folder: {args.inbox}")
         return EXIT_USAGE
     from flows.serve import serve  # imports Prefect: only here
 
@@ -330,23 +467,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_db(args: argparse.Namespace, read_only: bool = False):
+def _open_db(args: Namespace, read_only: bool = False):
     """The database named by --db (and --encryption-key-env), or None after saying why."""
     from audit import store
 
     if not Path(args.db).is_file():
         # review and reaudit work on an audit that exists: never create an empty one.
-        print(f"callaudit: error: no audit database at {args.db}", file=sys.stderr)
+        error(f"no audit database at {args.db}")
         return None
     try:
         key = store.key_from_env(args.encryption_key_env)
         return store.connect(args.db, read_only=read_only, encryption_key=key)
     except store.StoreError as exc:
-        print(f"callaudit: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return None
 
 
-def cmd_reaudit(args: argparse.Namespace) -> int:
+def cmd_reaudit(args: Namespace) -> int:
     from audit.reaudit import reaudit
 
     con = _open_db(args)
@@ -375,7 +512,7 @@ _ALLOWED = {
 def db_file(text: str) -> str:
     """--db: a file path (an in-memory database would keep nothing)."""
     if not text.strip() or text.strip().lower() == ":memory:":
-        raise argparse.ArgumentTypeError(f"{text!r} keeps nothing: give a file path")
+        raise BadValue(f"{text!r} keeps nothing: give a file path")
     return text
 
 
@@ -383,9 +520,9 @@ def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise BadValue(f"{text!r} is not a whole number") from None
     if value < minimum:
-        raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
+        raise BadValue(f"{text!r} must be {minimum} or more")
     return value
 
 
@@ -397,9 +534,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise BadValue(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+        raise BadValue(f"{text!r} must be a positive number")
     return value
 
 
@@ -410,7 +547,7 @@ def non_negative_int(text: str) -> int:
 def port_number(text: str) -> int:
     value = positive_int(text)
     if value > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+        raise BadValue(f"{text!r} is not a TCP port (1-65535)")
     return value
 
 
@@ -420,7 +557,7 @@ def iana_zone(text: str) -> str:
     try:
         return check_zone(text, "zone")
     except ManifestError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise BadValue(str(exc)) from None
 
 
 def cron_expression(text: str) -> str:
@@ -440,7 +577,7 @@ def cron_expression(text: str) -> str:
     try:
         CronSim(aliases.get(text.strip().lower(), text), datetime(2026, 1, 1))
     except CronSimError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a cron expression ({exc})") from None
+        raise BadValue(f"{text!r} is not a cron expression ({exc})") from None
     return text
 
 
@@ -450,7 +587,7 @@ def iso_day(text: str):
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD") from None
+        raise BadValue(f"{text!r} is not a day written YYYY-MM-DD") from None
 
 
 def _line_problem(obj: dict) -> str | None:
@@ -488,15 +625,15 @@ def _read_jsonl(path: str | None):
             stream.close()
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
+def cmd_detect(args: Namespace) -> int:
     from audit.detect import get_detector
 
     detector = get_detector(args.rules)
     learned = _learned_or_none(args)
     status = EXIT_OK
-    for _lineno, obj, error in _read_jsonl(args.file):
-        if error:
-            print(f"callaudit detect: {error}", file=sys.stderr)
+    for _lineno, obj, problem in _read_jsonl(args.file):
+        if problem:
+            print(f"callaudit detect: {problem}", file=sys.stderr)
             status = EXIT_ERROR
             continue
         speaker = obj.get("speaker") or "unknown"
@@ -511,7 +648,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return status
 
 
-def _learned_or_none(args: argparse.Namespace):
+def _learned_or_none(args: Namespace):
     """The learned stage unless ``--no-learned`` was given."""
     if not getattr(args, "learned", True):
         return None
@@ -520,7 +657,7 @@ def _learned_or_none(args: argparse.Namespace):
     return get_learned()
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def cmd_explain(args: Namespace) -> int:
     from audit.detect import get_detector
     from audit.normalize import normalize
     from audit.phonetic import char_readings
@@ -547,14 +684,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def cmd_eval(args: Namespace) -> int:
     from audit.corpus import LabelledFileError
     from audit.evaluate import evaluate_file, format_report
 
     try:
         report = evaluate_file(args.file, args.rules, learned=args.learned)
     except (LabelledFileError, OSError) as exc:
-        print(f"callaudit eval: error: {exc}", file=sys.stderr)
+        error(str(exc), "callaudit eval")
         return EXIT_ERROR
     if args.json:
         out = report.as_dict()
@@ -566,7 +703,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_rules(args: argparse.Namespace) -> int:
+def cmd_rules(args: Namespace) -> int:
     from audit.rules import load_catalogue
 
     cat = load_catalogue(args.rules)
@@ -579,7 +716,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_review(args: argparse.Namespace) -> int:
+def cmd_review(args: Namespace) -> int:
     from audit.review import (
         ReviewError,
         check_findings,
@@ -589,7 +726,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     )
 
     if not args.finding_ids and not args.call:
-        print("callaudit review: error: give finding ids or --call CALL_ID", file=sys.stderr)
+        error("give finding ids or --call CALL_ID", "callaudit review")
         return EXIT_USAGE
     con = _open_db(args)
     if con is None:
@@ -606,22 +743,19 @@ def cmd_review(args: argparse.Namespace) -> int:
             shown = "-" if precision is None else f"{precision:.0%}"
             print(f"{rule_id}: reviewed precision {shown} over {reviewed} reviewed finding(s)")
     except ReviewError as exc:
-        print(f"callaudit review: error: {exc}", file=sys.stderr)
+        error(str(exc), "callaudit review")
         return EXIT_ERROR
     finally:
         con.close()
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: Namespace) -> int:
     from audit.report import Period, export, render_report
     from audit.store import StoreError, key_from_env
 
     if args.date_from and args.date_to and args.date_from > args.date_to:
-        print(
-            f"callaudit report: error: --from {args.date_from} is after --to {args.date_to}",
-            file=sys.stderr,
-        )
+        error(f"--from {args.date_from} is after --to {args.date_to}", "callaudit report")
         return EXIT_USAGE
     period = Period(args.date_from, args.date_to)
     try:
@@ -641,67 +775,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         else:
             written = export(args.db, args.out, args.format, period, encryption_key=key)
     except StoreError as exc:
-        print(f"callaudit report: error: {exc}", file=sys.stderr)
+        error(str(exc), "callaudit report")
         return EXIT_ERROR
     for path in written:
         print(path)
     return EXIT_OK
-
-
-def _add_review_report_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "review",
-        help="record a reviewer's verdict on findings",
-        description="Mark findings (by id, or every finding of --call) confirmed or "
-        "false_positive. The latest verdict counts; every verdict stays in the "
-        "review_history view with reviewer, time and note. Verdicts survive re-audits; "
-        "rule_stats shows each rule's reviewed precision.",
-    )
-    p.add_argument(
-        "finding_ids", nargs="*", metavar="FINDING_ID", help="finding ids (the violations view)"
-    )
-    p.add_argument("--call", metavar="CALL_ID", help="every finding of this call")
-    p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
-    p.add_argument("--verdict", required=True, choices=("confirmed", "false_positive"))
-    p.add_argument("--note", help="why (free text; kept in the review history)")
-    p.add_argument(
-        "--reviewer",
-        default=os.environ.get("CALLAUDIT_REVIEWER"),
-        help="who reviewed (default: $CALLAUDIT_REVIEWER, else the login name)",
-    )
-    _add_encryption_arg(p, opens=True)
-    p.set_defaults(func=cmd_review)
-
-    p = sub.add_parser(
-        "report",
-        help="compliance report (HTML) or the tables behind it (CSV/Parquet)",
-        description="Read the audit database read-only and write one self-contained HTML "
-        "report (charts, agent scorecard, highest-risk calls with evidence and audio "
-        "clips), or with --format csv|parquet the tables and views of the period into the "
-        "folder --out.",
-    )
-    p.add_argument("--db", required=True, type=db_file, help="the audit DuckDB file")
-    p.add_argument("--out", required=True, help="HTML file, or folder for csv/parquet")
-    p.add_argument("--from", dest="date_from", type=iso_day, help="first day (YYYY-MM-DD)")
-    p.add_argument("--to", dest="date_to", type=iso_day, help="last day, inclusive (YYYY-MM-DD)")
-    p.add_argument("--format", choices=("html", "csv", "parquet"), default="html")
-    p.add_argument(
-        "--top", type=positive_int, default=10, help="highest-risk calls shown (default 10)"
-    )
-    p.add_argument(
-        "--clip-budget-mb",
-        type=positive_float,
-        default=5.0,
-        help="size budget of the audio clips in the HTML report (default 5 MB; the page "
-        "says how many were left out)",
-    )
-    p.add_argument(
-        "--no-clips",
-        action="store_true",
-        help="no audio clips in the HTML report (a report to share without voices)",
-    )
-    _add_encryption_arg(p, opens=True)
-    p.set_defaults(func=cmd_report)
 
 
 def _version() -> str:
@@ -713,160 +791,384 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from audit.policy import add_policy_args  # light: PyYAML only
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"callaudit {_version()}")
+        ctx.exit(EXIT_OK)
 
-    parser = Parser(
-        prog="callaudit",
-        description="Audit recorded debt-collection calls: transcribe offline with Whisper, "
-        "flag what regulators forbid, store evidence in DuckDB.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
-        "audit",
-        help="audit a folder of recordings into a DuckDB file",
-        description="Transcribe and check every new recording in INBOX (wav, mp3, "
-        "flac, m4a, amr...) as a Prefect flow and store calls, "
-        "utterances and findings in the DuckDB file. Recordings already "
-        "audited with the same model and rules are skipped. Exit code "
-        "3 when some recordings failed (they are recorded as failed).",
-    )
-    p.add_argument("inbox", help="folder of call recordings (searched recursively)")
-    p.add_argument("--db", required=True, type=db_file, help="DuckDB file to create or update")
-    _add_model_args(p)
-    _add_detection_args(p)
-    p.add_argument(
-        "--processes",
-        type=non_negative_int,
-        default=0,
-        help="run calls on a local Dask cluster of N worker processes",
-    )
-    p.add_argument(
-        "--dask-address",
-        default=None,
-        help="run calls on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-        "(workers need callaudit installed and PREFECT_API_URL set)",
-    )
-    p.add_argument("--force", action="store_true", help="re-audit recordings already audited")
-    _add_encryption_arg(p)
-    p.add_argument("--json-summary", help="also write the summary as JSON to this file")
-    _add_manifest_args(p)
-    add_policy_args(p)
-    _add_learned_arg(p)
-    _add_correct_arg(p)
-    p.set_defaults(func=cmd_audit)
-    _add_review_report_parsers(sub)
+class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined, audit first
 
-    p = sub.add_parser(
-        "serve",
-        help="run the audit every night on a schedule (Prefect)",
-        description="Serve the audit flow as a Prefect deployment with a cron schedule. "
-        "Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (its UI "
-        "address is printed) and stopped with serve. Stop with Ctrl-C or SIGTERM.",
-    )
-    p.add_argument("--inbox", required=True, help="folder of call recordings")
-    p.add_argument("--db", required=True, type=db_file, help="DuckDB file")
-    p.add_argument(
-        "--cron",
-        default="0 2 * * *",
-        type=cron_expression,
-        help='cron expression (default "0 2 * * *")',
-    )
-    p.add_argument(
-        "--timezone",
-        default="Asia/Shanghai",
-        type=iana_zone,
-        help="IANA time zone of the schedule (default Asia/Shanghai)",
-    )
-    p.add_argument("--name", default="nightly", help="deployment name (default nightly)")
-    p.add_argument(
-        "--port", type=port_number, default=4200, help="port of the local Prefect server"
-    )
-    _add_model_args(p)
-    _add_detection_args(p)
-    _add_manifest_args(p, dated=True)
-    add_policy_args(p)
-    _add_learned_arg(p)
-    _add_correct_arg(p)
-    _add_encryption_arg(p)
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser(
-        "check",
-        help="dry run: what an audit would do with an inbox and its call records",
-        description="List every problem of the inbox and manifest and the call id each "
-        "recording would be audited under (with --db: new, already audited, or re-linked "
-        "from the file-name id it was audited under). Decodes no audio, writes nothing. "
-        "Exit code 0 when nothing is wrong, 3 when problems are listed, 2 for bad options.",
-    )
-    p.add_argument("--inbox", required=True, help="folder of call recordings")
-    _add_manifest_args(p, audit=False)
-    p.add_argument("--db", type=db_file, help="an existing audit database to compare with")
-    _add_encryption_arg(p, opens=True)
-    p.set_defaults(func=cmd_check)
+CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-    p = sub.add_parser(
-        "reaudit",
-        help="re-run detection on stored utterances (no Whisper)",
-        description="After a rule catalogue change: recompute findings from the utterances "
-        "already in the database, call by call, keeping reviews. Only calls audited with "
-        "another catalogue version are redone unless --force.",
-    )
-    p.add_argument("--db", required=True, type=db_file)
-    p.add_argument("--rules", default="cn")
-    p.add_argument("--force", action="store_true", help="redo every call")
-    _add_learned_arg(p)
-    _add_encryption_arg(p, opens=True)
-    p.set_defaults(func=cmd_reaudit)
 
-    p = sub.add_parser(
-        "detect",
-        help="run the detector on JSON Lines text",
-        description='Read JSON Lines {"id", "text", "speaker"?} from FILE or stdin; '
-        'print one line {"id", "findings": [{"rule_id", "category", '
-        '"severity", "start", "end", "match"}]} per input. start/end '
-        "are character offsets into text.",
-    )
-    p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
-    p.add_argument("--rules", default="cn", help="policy pack or rule YAML file")
-    _add_learned_arg(p)
-    p.set_defaults(func=cmd_detect)
+@click.group(
+    cls=_Group,
+    context_settings=CONTEXT,
+    epilog=EXIT_CODES,
+    help="Audit recorded debt-collection calls: transcribe offline with Whisper, flag what "
+    "regulators forbid, store evidence in DuckDB.",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="print callaudit's version and exit",
+)
+def cli() -> None:
+    pass
 
-    p = sub.add_parser(
-        "explain",
-        help="show how the detector reads one sentence",
-        description="Print the normalised text, tokens, pinyin where used, and every "
-        "rule that matched or was suppressed, with the reason.",
-    )
-    p.add_argument("text")
-    p.add_argument("--speaker", default="agent", choices=("agent", "customer", "unknown"))
-    p.add_argument("--callee", default="unknown", choices=("debtor", "third_party", "unknown"))
-    p.add_argument("--rules", default="cn")
-    p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser(
-        "eval",
-        help="score the detector on a labelled JSON Lines file",
-        description='Read JSON Lines like `detect` input plus "labels" (the categories a '
-        "reviewer assigns; [] = compliant) and optional call_id/start_s (turns of one "
-        "call, for call-level rules); print precision, recall and F1 per category and "
-        'for "any violation" (an utterance with >= 1 label vs >= 1 finding).',
-    )
-    p.add_argument("file", help="labelled JSON Lines file, e.g. eval/dev.jsonl")
-    p.add_argument("--rules", default="cn", help="policy pack or rule YAML file")
-    p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    p.add_argument(
-        "--mistakes", action="store_true", help="also list utterances whose findings differ"
-    )
-    _add_learned_arg(p, "; utterances of its training data are scored cross-validated")
-    p.set_defaults(func=cmd_eval)
+def _run(command: str, func: Callable[[Namespace], int], params: dict) -> int:
+    """Run one command with the parsed options; the errors every command may meet become
+    one line and an exit code."""
+    from audit.rules import CatalogueError
 
-    p = sub.add_parser("rules", help="list the rule catalogue with citations")
-    p.add_argument("--rules", default="cn")
-    p.set_defaults(func=cmd_rules)
-    return parser
+    args = Namespace(command=command, **params)
+    try:
+        return func(args)
+    except CatalogueError as exc:
+        error(str(exc), label="error in the rule catalogue")
+        return EXIT_ERROR
+    except RuntimeError as exc:
+        from audit.learned import LearnedError
+
+        if not isinstance(exc, LearnedError):
+            raise
+        error(str(exc), label="error in the learned stage")
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        if command == "audit":
+            print(
+                "callaudit: interrupted; the calls stored so far are kept, the same "
+                "command resumes with the rest",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+
+
+def _command(name: str, func: Callable[[Namespace], int], **kw) -> Callable:
+    """A subcommand of ``callaudit`` whose options go to ``func`` as a Namespace."""
+
+    def register(options: Callable) -> click.Command:
+        def callback(**params) -> int:
+            return _run(name, func, params)
+
+        return cli.command(name, context_settings=CONTEXT, **kw)(options(callback))
+
+    return register
+
+
+@_command(
+    "audit",
+    cmd_audit,
+    short_help="audit a folder of recordings into a DuckDB file",
+    help="Transcribe and check every new recording in INBOX (a folder of call recordings: "
+    "wav, mp3, flac, m4a, amr..., searched recursively) as a Prefect flow and store calls, "
+    "utterances and findings in the DuckDB file. Recordings already audited with the same "
+    "model and rules are skipped. Exit code 3 when some recordings failed (they are "
+    "recorded as failed) or manifest rows were rejected.",
+)
+def _audit(f):
+    return _options(
+        click.argument("inbox"),
+        _db_option("DuckDB file to create or update"),
+        _model_options(),
+        _detection_options(),
+        click.option(
+            "--processes",
+            type=Checked(non_negative_int, "integer"),
+            default=0,
+            metavar="N",
+            help="run calls on a local Dask cluster of N worker processes (0: in this process)",
+        ),
+        click.option(
+            "--dask-address",
+            default=None,
+            metavar="URL",
+            help="run calls on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers "
+            "need callaudit installed and PREFECT_API_URL set)  [default: none]",
+        ),
+        click.option("--force", is_flag=True, help="re-audit recordings already audited"),
+        _encryption_option(),
+        click.option(
+            "--json-summary",
+            default=None,
+            metavar="FILE",
+            help="also write the summary as JSON to this file  [default: none]",
+        ),
+        _manifest_options(),
+        _policy_options(),
+        _learned_option(),
+        _correct_option(),
+    )(f)
+
+
+@_command(
+    "review",
+    cmd_review,
+    short_help="record a reviewer's verdict on findings",
+    help="Mark findings (FINDING_ID..., from the violations view, or every finding of "
+    "--call) confirmed or false_positive. The latest verdict counts; every verdict stays in "
+    "the review_history view with reviewer, time and note. Verdicts survive re-audits; "
+    "rule_stats shows each rule's reviewed precision.",
+)
+def _review(f):
+    return _options(
+        click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]..."),
+        click.option(
+            "--call",
+            default=None,
+            metavar="CALL_ID",
+            help="every finding of this call  [default: none]",
+        ),
+        _db_option("the audit DuckDB file"),
+        click.option(
+            "--verdict",
+            required=True,
+            type=click.Choice(("confirmed", "false_positive")),
+            help="the reviewer's verdict",
+        ),
+        click.option(
+            "--note",
+            default=None,
+            help="why (free text; kept in the review history)  [default: none]",
+        ),
+        click.option(
+            "--reviewer",
+            envvar="CALLAUDIT_REVIEWER",
+            show_envvar=True,
+            default=None,
+            help="who reviewed  [default: $CALLAUDIT_REVIEWER, else the login name]",
+        ),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "report",
+    cmd_report,
+    short_help="compliance report (HTML) or the tables behind it (CSV/Parquet)",
+    help="Read the audit database read-only and write one self-contained HTML report "
+    "(charts, agent scorecard, highest-risk calls with evidence and audio clips), or with "
+    "--format csv|parquet the tables and views of the period into the folder --out.",
+)
+def _report(f):
+    return _options(
+        _db_option("the audit DuckDB file"),
+        click.option(
+            "--out", required=True, metavar="PATH", help="HTML file, or folder for csv/parquet"
+        ),
+        click.option(
+            "--from",
+            "date_from",
+            type=Checked(iso_day, "day"),
+            default=None,
+            metavar="YYYY-MM-DD",
+            help="first day  [default: the first audited day]",
+        ),
+        click.option(
+            "--to",
+            "date_to",
+            type=Checked(iso_day, "day"),
+            default=None,
+            metavar="YYYY-MM-DD",
+            help="last day, inclusive  [default: the last audited day]",
+        ),
+        click.option(
+            "--format",
+            type=click.Choice(("html", "csv", "parquet")),
+            default="html",
+            help="an HTML report, or the period's tables and views as files",
+        ),
+        click.option(
+            "--top",
+            type=Checked(positive_int, "integer"),
+            default=10,
+            metavar="N",
+            help="highest-risk calls shown",
+        ),
+        click.option(
+            "--clip-budget-mb",
+            type=Checked(positive_float, "number"),
+            default=5.0,
+            metavar="MB",
+            help="size budget of the audio clips in the HTML report (the page says how many "
+            "were left out)",
+        ),
+        click.option(
+            "--no-clips",
+            is_flag=True,
+            help="no audio clips in the HTML report (a report to share without voices)",
+        ),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "serve",
+    cmd_serve,
+    short_help="run the audit every night on a schedule (Prefect)",
+    help="Serve the audit flow as a Prefect deployment with a cron schedule. Without "
+    "PREFECT_API_URL a local Prefect server is started on 127.0.0.1 (its UI address is "
+    "printed) and stopped with serve. Stop with Ctrl-C or SIGTERM.",
+)
+def _serve(f):
+    return _options(
+        click.option("--inbox", required=True, metavar="DIR", help="folder of call recordings"),
+        _db_option("DuckDB file to create or update"),
+        click.option(
+            "--cron",
+            default="0 2 * * *",
+            type=Checked(cron_expression, "cron"),
+            metavar="EXPR",
+            help="cron expression of the schedule (or @daily, @hourly...)",
+        ),
+        click.option(
+            "--timezone",
+            default="Asia/Shanghai",
+            type=Checked(iana_zone, "zone"),
+            metavar="ZONE",
+            help="IANA time zone of the schedule",
+        ),
+        click.option("--name", default="nightly", help="deployment name"),
+        click.option(
+            "--port",
+            type=Checked(port_number, "port"),
+            default=4200,
+            help="port of the local Prefect server (when PREFECT_API_URL is not set)",
+        ),
+        _model_options(),
+        _detection_options(),
+        _manifest_options(dated=True),
+        _policy_options(),
+        _learned_option(),
+        _correct_option(),
+        _encryption_option(),
+    )(f)
+
+
+@_command(
+    "check",
+    cmd_check,
+    short_help="dry run: what an audit would do with an inbox and its call records",
+    help="List every problem of the inbox and manifest and the call id each recording "
+    "would be audited under (with --db: new, already audited, or re-linked from the "
+    "file-name id it was audited under). Decodes no audio, writes nothing. Exit code 0 "
+    "when nothing is wrong, 3 when problems are listed, 2 for bad options.",
+)
+def _check(f):
+    return _options(
+        click.option("--inbox", required=True, metavar="DIR", help="folder of call recordings"),
+        _manifest_options(audit=False),
+        _db_option("an existing audit database to compare with  [default: none]", False),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "reaudit",
+    cmd_reaudit,
+    short_help="re-run detection on stored utterances (no Whisper)",
+    help="After a rule catalogue change: recompute findings from the utterances already in "
+    "the database, call by call, keeping reviews. Only calls audited with another "
+    "catalogue version are redone unless --force.",
+)
+def _reaudit(f):
+    return _options(
+        _db_option("the audit DuckDB file"),
+        _rules_option(),
+        click.option("--force", is_flag=True, help="redo every call"),
+        _learned_option(),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "detect",
+    cmd_detect,
+    short_help="run the detector on JSON Lines text",
+    help='Read JSON Lines {"id", "text", "speaker"?} from FILE (default: stdin); print '
+    'one line {"id", "findings": [{"rule_id", "category", "severity", "start", "end", '
+    '"match"}]} per input. start/end are character offsets into text.',
+)
+def _detect(f):
+    return _options(
+        click.argument("file", required=False),
+        _rules_option(),
+        _learned_option(),
+    )(f)
+
+
+@_command(
+    "explain",
+    cmd_explain,
+    short_help="show how the detector reads one sentence",
+    help="Print how the detector reads TEXT: the normalised text, tokens, pinyin where "
+    "used, and every rule that matched or was suppressed, with the reason.",
+)
+def _explain(f):
+    return _options(
+        click.argument("text"),
+        click.option(
+            "--speaker",
+            default="agent",
+            type=click.Choice(("agent", "customer", "unknown")),
+            help="who says it",
+        ),
+        click.option(
+            "--callee",
+            default="unknown",
+            type=click.Choice(("debtor", "third_party", "unknown")),
+            help="who the call is to (third_party: any mention of the debt is a finding)",
+        ),
+        _rules_option(),
+    )(f)
+
+
+@_command(
+    "eval",
+    cmd_eval,
+    short_help="score the detector on a labelled JSON Lines file",
+    help='Read FILE, JSON Lines like `detect` input plus "labels" (the categories a '
+    "reviewer assigns; [] = compliant) and optional call_id/start_s (turns of one call, "
+    "for call-level rules), e.g. eval/dev.jsonl; print precision, recall and F1 per "
+    'category and for "any violation" (an utterance with >= 1 label vs >= 1 finding).',
+)
+def _eval(f):
+    return _options(
+        click.argument("file"),
+        _rules_option(),
+        click.option("--json", is_flag=True, help="print the scores as one JSON object"),
+        click.option("--mistakes", is_flag=True, help="also list utterances whose findings differ"),
+        _learned_option("; utterances of its training data are scored cross-validated"),
+    )(f)
+
+
+@_command(
+    "rules",
+    cmd_rules,
+    short_help="list the rule catalogue with citations",
+    help="List every rule of the catalogue: id, category, severity, title and citation.",
+)
+def _rules(f):
+    return _rules_option()(f)
+
+
+def parse_args(argv: Sequence[str]) -> Namespace:
+    """The options of one command line as ``main`` passes them to its command (for tests
+    and tools); a usage mistake raises ``click.UsageError``."""
+    name, *rest = argv
+    command = cli.commands[name]
+    with command.make_context(f"callaudit {name}", list(rest)) as ctx:
+        return Namespace(command=name, **ctx.params)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -874,34 +1176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything callaudit writes (the database and its WAL, reports, exports, summaries)
     # holds debtors' words: owner-only, whatever the shell's umask.
     os.umask(0o077)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    from audit.rules import CatalogueError
-
-    try:
-        return args.func(args)
-    except CatalogueError as exc:
-        print(f"callaudit: error in the rule catalogue: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except RuntimeError as exc:
-        from audit.learned import LearnedError
-
-        if not isinstance(exc, LearnedError):
-            raise
-        print(f"callaudit: error in the learned stage: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_OK
-    except KeyboardInterrupt:
-        if args.command == "audit":
-            print(
-                "callaudit: interrupted; the calls stored so far are kept, the same "
-                "command resumes with the rest",
-                file=sys.stderr,
-            )
-        return 130
+        return cli.main(args=args, prog_name="callaudit", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "callaudit --help", err=True)
+        return EXIT_USAGE
+    except click.UsageError as exc:  # includes bad values (BadParameter): exit 2
+        prog = exc.ctx.command_path if exc.ctx else "callaudit"
+        error(f"{exc.format_message()} (see {prog} --help)", prog)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        error(exc.format_message())
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C while click itself was reading or parsing
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ officer changes a limit without touching code.
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass, field, replace
 from datetime import time
@@ -167,20 +166,6 @@ def apply_overrides(policy: Policy, **overrides: Any) -> Policy:
     return replace(policy, rules=tuple(rules))
 
 
-def add_policy_args(parser: argparse.ArgumentParser) -> None:
-    """The ``--policy`` option and one override per number, for ``callaudit audit``."""
-    parser.add_argument(
-        "--policy", default="cn", help="contact policy pack: cn (default), us, or a YAML file"
-    )
-    parser.add_argument("--window", help="allowed calling hours, debtor's local time (08:00-22:00)")
-    parser.add_argument("--max-connected-per-day", type=int, help="connected calls per debtor/day")
-    parser.add_argument("--max-attempts-per-day", type=int, help="call attempts per number per day")
-    parser.add_argument("--max-attempts-in-7-days", type=int, help="attempts per debtor in 7 days")
-    parser.add_argument(
-        "--quiet-days-after-conversation", type=int, help="days without calls after a conversation"
-    )
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def overrides_from_args(args: Any) -> dict[str, Any]:
     """The overrides given on the command line (None where not given)."""
     return {"window": args.window, **{k: getattr(args, k) for k in OVERRIDES}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 
@@ -78,7 +79,7 @@ def test_every_command_has_help(cli):
         "review",
     ]:
         proc = run(cli, [cmd, "--help"])
-        assert proc.returncode == 0 and "usage: callaudit" in proc.stdout
+        assert proc.returncode == 0 and f"usage: callaudit {cmd}" in proc.stdout.lower()
 
 
 def test_audit_refuses_bad_options_before_starting(cli, tmp_path):
@@ -145,3 +146,181 @@ def test_prefect_yaml_carries_every_flow_parameter():
     [deployment] = config["deployments"]
     expected = set(inspect.signature(audit_inbox.fn).parameters)
     assert set(deployment["parameters"]) == expected
+
+
+def test_version_is_the_installed_package_version(cli):
+    from importlib.metadata import version
+
+    proc = run(cli, ["--version"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"callaudit {version('callaudit')}"
+
+
+def test_help_shows_defaults_and_exit_codes(cli):
+    def help_of(*cmd: str) -> str:
+        proc = run(cli, [*cmd, "--help"])
+        assert proc.returncode == 0, proc.stderr
+        return " ".join(proc.stdout.split())  # the same text however the lines were wrapped
+
+    top = help_of()
+    assert "Exit codes" in top and "--version" in top
+    for code in ("0 done", "1 the work could not run", "2 a mistake in what was given"):
+        assert code in top, code
+    assert "3 done, but some recordings failed" in top and "130 interrupted" in top
+    audit = help_of("audit")
+    for option, default in [
+        ("--beam-size N Whisper beam size (1 is faster)", "5"),
+        ("--device [cpu|cuda] where Whisper runs", "cpu"),
+        ("--channels ROLE,ROLE", "agent,customer"),
+        ("--policy PACK|FILE", "cn"),
+        ("--processes N", "0"),
+    ]:
+        assert option in audit, option
+        after = audit[audit.index(option) :]
+        assert after.split("[default: ", 1)[1].startswith(default + "]"), (option, after[:200])
+    assert "[default: the policy's; 08:00-22:00 in cn]" in audit  # --window: the pack's
+    serve = help_of("serve")
+    assert "[default: 0 2 * * *]" in serve and "[default: Asia/Shanghai]" in serve
+    assert "[default: 4200]" in serve and "[default: nightly]" in serve
+    report = help_of("report")
+    assert "highest-risk calls shown [default: 10]" in report and "[default: 5.0]" in report
+    assert "[env var: CALLAUDIT_REVIEWER]" in help_of("review")
+
+
+def test_every_option_of_every_command_is_explained():
+    import click
+
+    from audit.cli import cli as group
+
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help and len(param.help) > 8, (name, param.name)
+
+
+def _on_a_terminal(args: list[str], **env: str) -> tuple[int, str]:
+    """Run the entry point with stderr on a pseudo-terminal; (exit code, what it showed)."""
+    import os
+    import pty
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audit.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env={**clean, "TERM": "xterm-256color", **env},
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return proc.wait(timeout=60), shown.decode("utf-8", "replace")
+
+
+BAD = ["report", "--db", "x.duckdb", "--out", "r.html", "--top", "0"]
+
+
+def test_an_error_is_one_red_line_on_a_terminal(tmp_path):
+    code, shown = _on_a_terminal([*BAD[:2], str(tmp_path / "x.duckdb"), *BAD[3:]])
+    assert code == 2
+    lines = shown.strip().splitlines()
+    assert len(lines) == 1, shown
+    assert "\x1b[" in shown and "\x1b[1;31merror:" in shown  # bold red
+    assert "callaudit report: " in shown and "'0' must be 1 or more" in shown
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_no_colour_when_piped_or_with_no_color(cli, tmp_path):
+    args = [*BAD[:2], str(tmp_path / "x.duckdb"), *BAD[3:]]
+    piped = run(cli, args)
+    assert piped.returncode == 2 and "\x1b" not in piped.stderr
+    assert piped.stderr.startswith("callaudit report: error: Invalid value for '--top'")
+    code, shown = _on_a_terminal(args, NO_COLOR="1")
+    assert code == 2 and "\x1b" not in shown and "callaudit report: error:" in shown
+
+
+SUMMARY = {
+    "db": "/srv/audit/callaudit.duckdb",
+    "discovered": 9,
+    "audited": 8,
+    "skipped": 0,
+    "failed": 1,
+    "audio_minutes": 3.52,
+    "db_calls": 16,
+    "db_findings": 23,
+    "findings_by_category": {"threat": 5, "third_party_disclosure": 4, "insult": 3},
+    "failures": [["corrupt_upload", "not a readable audio file"]],
+    "manifest": {
+        "file": "samples/calls.csv",
+        "encoding": "utf-8",
+        "rows": 16,
+        "accepted": 15,
+        "errors": ["row 17: recording 'nope.wav' not found in the inbox"],
+    },
+    "contact": {
+        "policy": "cn",
+        "version": "2026.11.1",
+        "findings": {"CN-CT-QUIET-HOURS": 2, "CN-CF-CONNECTED-PER-DAY": 1},
+    },
+}
+
+
+def test_the_summary_is_a_table_on_a_terminal(monkeypatch):
+    import io
+
+    from audit.console import print_summary
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # what a terminal gets
+    monkeypatch.setenv("COLUMNS", "120")
+    out = io.StringIO()
+    print_summary(SUMMARY, file=out)
+    text = out.getvalue()
+    assert "\x1b[" in text  # styled for the terminal
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "callaudit summary" in plain and "│" in plain and "─" in plain  # drawn as tables
+    rows = {" ".join(c.strip() for c in ln.split("│") if c.strip()) for ln in plain.splitlines()}
+    for row in [
+        "recordings found 9",
+        "audited now 8",
+        "skipped, already audited 0",
+        "failed 1",
+        "audio 3.5 min",
+        "database /srv/audit/callaudit.duckdb",
+        "calls in database 16",
+        "findings in db 23",
+        "manifest samples/calls.csv (utf-8): 15 of 16 rows accepted",
+        "contact policy cn 2026.11.1 (CN-CT-QUIET-HOURS 2, CN-CF-CONNECTED-PER-DAY 1)",
+        "threat 5",
+        "third_party_disclosure 4",
+        "insult 3",
+        "corrupt_upload not a readable audio file",
+        "MANIFEST row 17: recording 'nope.wav' not found in the inbox",
+    ]:
+        assert row in rows, (row, plain)
+
+
+def test_the_summary_is_plain_lines_when_piped(monkeypatch):
+    import io
+
+    from audit.batch import format_summary
+    from audit.console import print_summary
+    from audit.contact import format_checks
+
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    out = io.StringIO()
+    print_summary(SUMMARY, file=out)
+    assert out.getvalue() == format_summary(SUMMARY) + "\n" + format_checks(SUMMARY) + "\n"
+    assert "\x1b" not in out.getvalue()
+    assert "  audited now      : 8  (skipped, already audited: 0; failed: 1)" in out.getvalue()
+    assert "    threat                   5" in out.getvalue()
+    assert "  FAILED corrupt_upload: not a readable audio file" in out.getvalue()

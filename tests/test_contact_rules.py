@@ -217,10 +217,10 @@ def test_policy_errors_are_clear():
 
 
 def test_audit_command_options_become_policy_overrides():
-    from audit.cli import build_parser
+    from audit.cli import parse_args
     from audit.policy import overrides_from_args
 
-    args = build_parser().parse_args(
+    args = parse_args(
         ["audit", "inbox", "--db", "x.duckdb", "--manifest", "calls.csv", "--policy", "us",
          "--window", "08:00-20:00", "--max-attempts-in-7-days", "5"]
     )  # fmt: skip
