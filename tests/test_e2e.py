@@ -143,3 +143,40 @@ def test_running_again_changes_no_row_count(audited, cli):
             "SELECT audited, skipped, failed FROM runs ORDER BY started_at"
         ).fetchall()
     assert runs == [(8, 0, 1), (0, 8, 1), (8, 0, 1)]  # the audit trail of the three runs
+
+
+@pytest.fixture(scope="module")
+def demo_db(audited, cli, tmp_path_factory) -> Path:
+    """The database of the README's demo run (scripts/demo.sh) without a second Whisper
+    run over the samples: this module's database less its corrupt upload, given the sample
+    call records (call ids = file names: the recordings stay; call_05, now known as a
+    third-party call, is redone; the contact rules run)."""
+    work = tmp_path_factory.mktemp("demo")
+    db = work / "callaudit.duckdb"
+    shutil.copy(audited["db"], db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM calls WHERE call_id = 'corrupt_upload'")
+    inbox = work / "inbox"
+    shutil.copytree(SAMPLES / "inbox", inbox)
+    proc = audit(cli, inbox, db, "--manifest", str(SAMPLES / "calls.csv"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return db
+
+
+def test_the_readmes_printed_outputs_are_the_demo_runs(demo_db):
+    """scripts/readme_outputs.py --check: exactly the README's figures when Whisper heard
+    what it heard when they were written (same transcript fingerprint), else the calls,
+    their finding categories and the clean compliant calls."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_outputs.py"), "--check"]
+        + ["--db", str(demo_db)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(proc.stdout)  # which of the two checks ran, in the test log
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
