@@ -628,6 +628,9 @@ def _read_jsonl(path: str | None):
 def cmd_detect(args: Namespace) -> int:
     from audit.detect import get_detector
 
+    if args.file not in (None, "-") and not os.path.isfile(args.file):
+        error(f"no such file: {args.file}", "callaudit detect")
+        return EXIT_USAGE
     detector = get_detector(args.rules)
     learned = _learned_or_none(args)
     status = EXIT_OK

@@ -40,6 +40,12 @@ def test_detect_reads_a_file_and_reports_bad_lines(cli, tmp_path):
     assert "line 2" in proc.stderr and "line 3" in proc.stderr
 
 
+def test_detect_refuses_a_missing_file_in_one_line(cli, tmp_path):
+    proc = run(cli, ["detect", str(tmp_path / "nope.jsonl")])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == f"callaudit detect: error: no such file: {tmp_path}/nope.jsonl"
+
+
 def test_detect_reports_malformed_fields_and_huge_lines_and_goes_on(cli, tmp_path):
     f = tmp_path / "in.jsonl"
     rows = [
