@@ -53,7 +53,7 @@ class BadValue(ValueError):
 
 def error(message: str, prog: str = "callaudit", label: str = "error") -> None:
     """One line on stderr: ``PROG: error: MESSAGE``, ``error`` red on a terminal."""
-    from audit.console import print_error
+    from audit.terminal import print_error
 
     print_error(message, prog, label)
 
@@ -340,7 +340,7 @@ def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
 
 
 def cmd_audit(args: Namespace) -> int:
-    from audit.console import print_summary
+    from audit.terminal import print_summary
     from audit.manifest import ManifestError
     from audit.model import ModelError
     from audit.policy import PolicyError, overrides_from_args

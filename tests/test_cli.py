@@ -283,7 +283,7 @@ SUMMARY = {
 def test_the_summary_is_a_table_on_a_terminal(monkeypatch):
     import io
 
-    from audit.console import print_summary
+    from audit.terminal import print_summary
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("FORCE_COLOR", "1")  # what a terminal gets
@@ -319,7 +319,7 @@ def test_the_summary_is_plain_lines_when_piped(monkeypatch):
     import io
 
     from audit.batch import format_summary
-    from audit.console import print_summary
+    from audit.terminal import print_summary
     from audit.contact import format_checks
 
     monkeypatch.delenv("FORCE_COLOR", raising=False)
