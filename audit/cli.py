@@ -347,19 +347,31 @@ def _open_db(args: argparse.Namespace, read_only: bool = False):
 
 
 def cmd_reaudit(args: argparse.Namespace) -> int:
+    from audit.policy import CONDUCT_OVERRIDES, PolicyError, load_policy
     from audit.reaudit import reaudit
 
+    try:
+        overrides = {k: getattr(args, k) for k in CONDUCT_OVERRIDES}
+        policy = load_policy(args.policy, **overrides)
+    except PolicyError as exc:
+        print(f"callaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     con = _open_db(args)
     if con is None:
         return EXIT_ERROR
     try:
-        s = reaudit(con, rules=args.rules, force=args.force, learned=args.learned)
+        s = reaudit(con, rules=args.rules, force=args.force, learned=args.learned, policy=policy)
     finally:
         con.close()
     print(
         f"re-audited {s.calls} calls ({s.utterances} utterances) with rules {s.rules_version} "
         f"in {s.seconds:.2f} s; findings {s.findings_before} -> {s.findings_after}"
     )
+    if s.conduct_due:
+        print(
+            f"{s.conduct_due} calls were judged with other conduct thresholds: conduct comes "
+            "from the audio, so the next `callaudit audit` of their inbox audits them again"
+        )
     return EXIT_OK
 
 
@@ -714,7 +726,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from audit.policy import add_policy_args  # light: PyYAML only
+    from audit.policy import add_conduct_args, add_policy_args  # light: PyYAML only
 
     parser = Parser(
         prog="callaudit",
@@ -812,11 +824,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-run detection on stored utterances (no Whisper)",
         description="After a rule catalogue change: recompute findings from the utterances "
         "already in the database, call by call, keeping reviews. Only calls audited with "
-        "another catalogue version are redone unless --force.",
+        "another catalogue version are redone unless --force. Conduct findings come from "
+        "the audio and are kept; calls judged with other conduct thresholds (--policy and "
+        "its overrides) are counted, and the next `callaudit audit` audits them again.",
     )
     p.add_argument("--db", required=True, type=db_file)
     p.add_argument("--rules", default="cn")
     p.add_argument("--force", action="store_true", help="redo every call")
+    p.add_argument(
+        "--policy", default="cn", help="policy pack whose conduct thresholds are current"
+    )
+    add_conduct_args(p)
     _add_learned_arg(p)
     _add_encryption_arg(p, opens=True)
     p.set_defaults(func=cmd_reaudit)
