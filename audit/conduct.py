@@ -50,6 +50,7 @@ class ChannelTimeline:
 class Timeline:
     duration_s: float
     channels: list[ChannelTimeline]
+    measure_s: float = 0.0  # seconds measuring took (the call's metrics report it)
 
     def channel(self, speaker: str) -> ChannelTimeline | None:
         return next((c for c in self.channels if c.speaker == speaker), None)
@@ -64,6 +65,7 @@ class Timeline:
             mine.frame_db = np.concatenate([mine.frame_db, fill, theirs.frame_db])
             mine.frame_peak_db = np.concatenate([mine.frame_peak_db, fill, theirs.frame_peak_db])
         self.duration_s = max(self.duration_s, offset_s + later.duration_s)
+        self.measure_s += later.measure_s
 
 
 @dataclass(frozen=True)
@@ -155,19 +157,34 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def talk_spurts(audio: np.ndarray, vad: Sequence[Span], rate: int = SAMPLE_RATE) -> list[Span]:
+def fine_power(audio: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mean power of each 10 ms frame, the audio padded with silence to whole 100 ms."""
+    hop = int(rate * GATE_S)
+    per_frame = int(round(FRAME_S / GATE_S))
+    n = -(-len(audio) // (hop * per_frame)) * per_frame
+    x = np.zeros(n * hop, dtype=np.float32)
+    x[: len(audio)] = audio
+    x *= x
+    return x.reshape(n, hop).mean(axis=1)
+
+
+def talk_spurts(
+    audio: np.ndarray,
+    vad: Sequence[Span],
+    rate: int = SAMPLE_RATE,
+    power: np.ndarray | None = None,
+) -> list[Span]:
     """VAD's speech regions (padded for Whisper) narrowed to where speech energy is.
 
     A 10 ms frame is talk when it lies in a VAD region and its level is within
     ``GATE_BELOW_PEAK_DB`` of the channel's loud speech and ``GATE_ABOVE_FLOOR_DB``
     above its noise floor; pauses shorter than ``HANGOVER_S`` are bridged.
     """
-    hop = int(rate * GATE_S)
-    n = len(audio) // hop
+    level = _db(fine_power(audio, rate) if power is None else power)
+    n = min(len(level), int(round(len(audio) / (rate * GATE_S))))
+    level = level[:n]
     if n == 0 or not vad:
         return []
-    x = audio[: n * hop].astype(np.float32).reshape(n, hop)
-    level = _db(np.mean(x * x, axis=1))
     in_vad = np.zeros(n, dtype=bool)
     for a, b in vad:
         in_vad[max(0, int(a / GATE_S)) : min(n, int(np.ceil(b / GATE_S)))] = True
@@ -184,14 +201,22 @@ def talk_spurts(audio: np.ndarray, vad: Sequence[Span], rate: int = SAMPLE_RATE)
     ]
 
 
-def frame_levels(audio: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def frame_levels(
+    audio: np.ndarray, rate: int = SAMPLE_RATE, power: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """RMS and peak level, dBFS, of each 100 ms frame (the last one may be short)."""
+    power = fine_power(audio, rate) if power is None else power
+    per_frame = int(round(FRAME_S / GATE_S))
+    rms = power.reshape(-1, per_frame).mean(axis=1)
     hop = int(rate * FRAME_S)
-    n = -(-len(audio) // hop)
-    x = np.zeros(n * hop, dtype=np.float32)
-    x[: len(audio)] = audio
-    x = x.reshape(n, hop)
-    return _db(np.mean(x * x, axis=1)), _db(np.max(x * x, axis=1))
+    n = len(rms)
+    whole = len(audio) // hop
+    peak = np.zeros(n, dtype=np.float32)
+    if whole:
+        peak[:whole] = np.abs(audio[: whole * hop]).reshape(whole, hop).max(axis=1)
+    if n > whole:
+        peak[whole] = np.abs(audio[whole * hop :]).max()
+    return _db(rms), _db(peak * peak)
 
 
 def measure(
@@ -203,8 +228,10 @@ def measure(
     """Each channel's talk spurts and 100 ms loudness (no decoding, no VAD here)."""
     out = []
     for audio, vad, speaker in zip(channels, speech, speakers, strict=True):
-        rms, peak = frame_levels(audio, rate)
-        out.append(ChannelTimeline(speaker, talk_spurts(audio, vad, rate), rms, peak))
+        power = fine_power(audio, rate)
+        rms, peak = frame_levels(audio, rate, power)
+        spurts = talk_spurts(audio, vad, rate, power)
+        out.append(ChannelTimeline(speaker, spurts, rms, peak))
     duration = max((len(a) for a in channels), default=0) / rate
     return Timeline(round(duration, 3), out)
 

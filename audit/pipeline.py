@@ -192,14 +192,11 @@ def _default_policy() -> Policy:
     return _DEFAULT_POLICY[0]
 
 
-def detection_version(options: AuditOptions, with_conduct: bool = True) -> str:
+def detection_version(options: AuditOptions) -> str:
     """What produced the findings: the catalogue's version, plus the learned model's
     and the corrector's when they are on, and last the conduct thresholds'
     (``+conduct-...``).  A change of any makes calls due again."""
-    version = text_version(options)
-    if with_conduct:
-        version += f"+{conduct_policy(options).conduct_version}"
-    return version
+    return f"{text_version(options)}+{conduct_policy(options).conduct_version}"
 
 
 def text_version(options: AuditOptions) -> str:
@@ -338,7 +335,8 @@ def conduct_findings(
         )
         for h in hits
     ]
-    metrics.conduct_s = round(time.perf_counter() - started, 4)
+    measured = timeline.measure_s if timeline is not None else 0.0
+    metrics.conduct_s = round(time.perf_counter() - started + measured, 4)
     return findings, metrics
 
 
@@ -365,11 +363,15 @@ def _measure(
     channels: list[np.ndarray], transcript: list[Utterance], options: AuditOptions
 ) -> conduct.Timeline | None:
     """The call's conduct timeline from the audio in memory and the transcriber's VAD;
-    None when the transcriber gave no VAD speech (a scripted test transcriber)."""
+    None when the transcriber gave no VAD speech (a scripted test transcriber).  The
+    seconds it took are kept on the timeline (``measure_s``) for the call's metrics."""
     speech = getattr(transcript, "speech", None)
     if speech is None or len(speech) != len(channels):
         return None
-    return conduct.measure(channels, speech, _speakers(len(channels), options), SAMPLE_RATE)
+    started = time.perf_counter()
+    timeline = conduct.measure(channels, speech, _speakers(len(channels), options), SAMPLE_RATE)
+    timeline.measure_s = time.perf_counter() - started
+    return timeline
 
 
 def _new_result(

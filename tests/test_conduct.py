@@ -521,3 +521,29 @@ def test_conduct_views_are_queryable(tmp_path):
     ]
     assert con.execute("SELECT avg_overtalk_s FROM agent_scorecard").fetchone()[0] == 3.0
     con.close()
+
+
+def test_bleed_of_the_agent_on_the_customer_channel_is_not_overtalk():
+    call = conversation(12, seed=13)
+    agent, customer = render(call, 13)
+    customer = customer + agent * 10 ** (-35 / 20)  # echo 35 dB down
+    # the worst case: the customer's VAD fires on the echo too
+    speech = [
+        vad_like(call.agent, call.duration),
+        vad_like(call.agent + call.customer, call.duration),
+    ]
+    timeline = conduct.measure([agent, customer], speech, ["agent", "customer"])
+    hits, m = conduct.judge(timeline, [], POLICY.conduct, POLICY.conduct_version)
+    assert hits == [] and m.overtalk_s < 0.1
+    talk_c = sum(t.end - t.start for t in call.customer)
+    assert m.customer_talk_s == pytest.approx(talk_c, abs=0.1)
+
+
+def test_a_bad_conduct_override_is_a_usage_error(cli, tmp_path):
+    import subprocess
+
+    (tmp_path / "inbox").mkdir()
+    args = [*cli, "audit", str(tmp_path / "inbox"), "--db", str(tmp_path / "a.duckdb")]
+    proc = subprocess.run([*args, "--shout-db", "-3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--shout-db must not be negative" in proc.stderr
+    assert not (tmp_path / "a.duckdb").exists()
