@@ -547,3 +547,83 @@ def test_a_bad_conduct_override_is_a_usage_error(cli, tmp_path):
     proc = subprocess.run([*args, "--shout-db", "-3"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--shout-db must not be negative" in proc.stderr
     assert not (tmp_path / "a.duckdb").exists()
+
+
+# ---------------------------------------------------------------- report, reviews, re-audits
+
+
+@pytest.fixture
+def audited_overtalk(tmp_path):
+    """A stereo call with planted overtalk, audited (scripted words, VAD as the turns) and
+    stored with a call record."""
+    call = conversation(10, seed=11)
+    victim = max(call.customer, key=lambda t: t.end - t.start)
+    call.agent[3] = Turn(round(victim.start + 0.3, 2), round(victim.end - 0.2, 2))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wav = write_wav(inbox / "c.wav", render(call, 11), rate=RATE)
+    speech = [vad_like(call.agent, call.duration), vad_like(call.customer, call.duration)]
+    options = AuditOptions(learned=False)
+    result = audit_call(CallInput("c", str(wav)), options, transcriber=scripted(lambda _: speech))
+    db = tmp_path / "a.duckdb"
+    con = store.connect(db)
+    store.write_call(con, result)
+    con.execute("UPDATE calls SET agent_id = 'A9' WHERE call_id = 'c'")
+    con.close()
+    return SimpleNamespace(db=db, inbox=inbox, result=result, options=options, speech=speech)
+
+
+def test_conduct_findings_in_the_report_with_their_clip_and_reviews(audited_overtalk):
+    from audit import report
+    from audit.review import record_review, rule_precision
+
+    db = audited_overtalk.db
+    fid = next(f.finding_id for f in audited_overtalk.result.findings if f.category == "conduct")
+    con = store.connect(db)
+    record_review(con, fid, "confirmed", note="heard it", reviewer="qa")
+    assert rule_precision(con, "CN-CON-OVERTALK") == (1.0, 1)
+    stats = con.execute(
+        "SELECT reviewed, confirmed, reviewed_precision FROM rule_stats "
+        "WHERE rule_id = 'CN-CON-OVERTALK'"
+    ).fetchone()
+    assert stats == (1, 1, 1.0)
+    card = con.execute(
+        "SELECT avg_talk_ratio, avg_overtalk_s, risk_points, worst_category FROM agent_scorecard "
+        "WHERE agent_id = 'A9'"
+    ).fetchone()
+    assert card[1] == pytest.approx(audited_overtalk.result.metrics.overtalk_s, abs=0.01)
+    assert card[2] == 3 and card[3] == "conduct"  # medium: 3 risk points
+    con.close()
+    page = report.render_report(db, db.parent / "r.html").read_text(encoding="utf-8")
+    assert "How calls were conducted, per agent and day" in page
+    at = page.index("坐席与客户同时说话")
+    row = page[page.rindex("<tr>", 0, at) : page.index("</tr>", at)]
+    assert "CN-CON-OVERTALK" in row and "<audio" in row  # the evidence row plays its clip
+    files = report.export(db, db.parent / "csv", "csv")
+    names = {p.stem for p in files}
+    assert {"call_metrics", "agent_conduct", "conduct_by_agent_day"} <= names
+
+
+def test_a_change_of_conduct_thresholds_makes_the_call_due_and_reaudit_says_so(
+    audited_overtalk,
+):
+    from audit import batch
+    from audit.pipeline import discover
+    from audit.reaudit import reaudit
+
+    con = store.connect(audited_overtalk.db)
+    same = batch.plan_batch(discover(audited_overtalk.inbox), con, audited_overtalk.options)
+    assert same.todo == [] and len(same.skipped) == 1
+    stricter = replace(audited_overtalk.options, policy=load_policy("cn", overtalk_s=3.0))
+    due = batch.plan_batch(discover(audited_overtalk.inbox), con, stricter)
+    assert [c.call_id for c in due.todo] == ["c"]
+    conduct_before = con.execute(
+        "SELECT finding_id FROM findings WHERE category = 'conduct'"
+    ).fetchall()
+    summary = reaudit(con, learned=False, policy=load_policy("cn", overtalk_s=3.0))
+    assert summary.calls == 0 and summary.conduct_due == 1  # the text was judged alike
+    after = con.execute("SELECT finding_id FROM findings WHERE category = 'conduct'").fetchall()
+    assert after == conduct_before  # conduct comes from the audio: kept
+    version = con.execute("SELECT rules_version FROM calls").fetchone()[0]
+    assert version.endswith(audited_overtalk.result.metrics.conduct_version)
+    con.close()
