@@ -294,7 +294,7 @@ def test_measured_overtalk_is_within_5_percent_of_the_truth(seed, turns):
         who = "agent" if i % 2 == 0 else "customer"
         # never before the speaker's own last turn ended (+0.4 s) nor the other's start
         start = max(t + offset, last_end[who] + 0.4, t - length + 0.2, 0.5)
-        turn = Turn(round(start, 2), round(start + length, 2))
+        turn = Turn(round(start, 3), round(start + length, 3))  # off the 10 ms grid
         (call.agent if who == "agent" else call.customer).append(turn)
         last_end[who] = turn.end
         t = max(t, turn.end)
@@ -627,3 +627,33 @@ def test_a_change_of_conduct_thresholds_makes_the_call_due_and_reaudit_says_so(
     version = con.execute("SELECT rules_version FROM calls").fetchone()[0]
     assert version.endswith(audited_overtalk.result.metrics.conduct_version)
     con.close()
+
+
+def test_a_long_recording_is_measured_window_by_window(tmp_path):
+    """Recordings over ``long_recording_s`` are decoded and transcribed in windows: the
+    conduct timeline is joined across them, so an overlap across a window edge is one."""
+    call = conversation(12, seed=11)
+    victim = max(call.customer, key=lambda t: t.end - t.start)
+    call.agent[3] = Turn(round(victim.start + 0.3, 2), round(victim.end - 0.2, 2))
+    wav = write_wav(tmp_path / "long.wav", render(call, 11), rate=RATE)
+    window = round((victim.start + victim.end) / 2, 1)  # a window edge inside the overlap
+    truth = [vad_like(call.agent, call.duration), vad_like(call.customer, call.duration)]
+    seen = []
+
+    def per_window(channels, options):
+        offset, n = len(seen) * window, len(channels[0]) / RATE
+        seen.append(offset)
+        speech = [
+            [(max(a, offset) - offset, min(b, offset + n) - offset) for a, b in s] for s in truth
+        ]
+        return Transcript([], [[(a, b) for a, b in s if b > a] for s in speech])
+
+    options = AuditOptions(learned=False, long_recording_s=1.0, window_s=window)
+    result = audit_call(CallInput("long", str(wav)), options, transcriber=per_window)
+    assert result.status == "ok", result.error
+    assert len(seen) >= 2
+    found = [f for f in result.findings if f.rule_id == "CN-CON-OVERTALK"]
+    assert len(found) == 1 and near(found[0], call.agent[3].start, call.agent[3].end), found
+    assert result.metrics.not_run is None
+    whole, _ = judge_synth(call, 11)
+    assert [h.rule_id for h in whole] == ["CN-CON-OVERTALK"]
