@@ -12,6 +12,7 @@ CATEGORIES: tuple[str, ...] = (
     "missing_disclosure",
     "contact_time",
     "contact_frequency",
+    "conduct",  # how it was said, from the audio: overtalk, shouting, dead air, pace
     "other",
 )
 

@@ -251,6 +251,49 @@ def _policy_options() -> Callable:
             metavar="N",
             help="days without calls after a conversation  [default: the policy's; 7 in us]",
         ),
+        _conduct_options(),
+    )
+
+
+def _conduct_options() -> Callable:
+    """One override per conduct threshold (names as ``audit.policy.CONDUCT_OVERRIDES``)."""
+    default = "  [default: the policy's; see docs/conduct.md]"
+    return _options(
+        click.option(
+            "--overtalk-s",
+            type=click.FLOAT,
+            default=None,
+            metavar="S",
+            help=f"conduct: seconds of agent-over-customer talk that count{default}",
+        ),
+        click.option(
+            "--max-interruptions",
+            type=click.INT,
+            default=None,
+            metavar="N",
+            help=f"conduct: interruptions of the customer per call{default}",
+        ),
+        click.option(
+            "--shout-db",
+            type=click.FLOAT,
+            default=None,
+            metavar="DB",
+            help=f"conduct: dB above the agent's own median that is shouting{default}",
+        ),
+        click.option(
+            "--dead-air-s",
+            type=click.FLOAT,
+            default=None,
+            metavar="S",
+            help=f"conduct: longest silence of both parties inside a call{default}",
+        ),
+        click.option(
+            "--max-pace-cps",
+            type=click.FLOAT,
+            default=None,
+            metavar="CPS",
+            help=f"conduct: agent characters per second over a sentence{default}",
+        ),
     )
 
 
@@ -340,11 +383,11 @@ def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
 
 
 def cmd_audit(args: Namespace) -> int:
-    from audit.terminal import print_summary
     from audit.manifest import ManifestError
     from audit.model import ModelError
     from audit.policy import PolicyError, overrides_from_args
     from audit.store import StoreError
+    from audit.terminal import print_summary
 
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
     problem = _input_problem(args)
@@ -484,19 +527,31 @@ def _open_db(args: Namespace, read_only: bool = False):
 
 
 def cmd_reaudit(args: Namespace) -> int:
+    from audit.policy import CONDUCT_OVERRIDES, PolicyError, load_policy
     from audit.reaudit import reaudit
 
+    try:
+        overrides = {k: getattr(args, k) for k in CONDUCT_OVERRIDES}
+        policy = load_policy(args.policy, **overrides)
+    except PolicyError as exc:
+        error(str(exc))
+        return EXIT_USAGE
     con = _open_db(args)
     if con is None:
         return EXIT_ERROR
     try:
-        s = reaudit(con, rules=args.rules, force=args.force, learned=args.learned)
+        s = reaudit(con, rules=args.rules, force=args.force, learned=args.learned, policy=policy)
     finally:
         con.close()
     print(
         f"re-audited {s.calls} calls ({s.utterances} utterances) with rules {s.rules_version} "
         f"in {s.seconds:.2f} s; findings {s.findings_before} -> {s.findings_after}"
     )
+    if s.conduct_due:
+        print(
+            f"{s.conduct_due} calls were judged with other conduct thresholds: conduct comes "
+            "from the audio, so the next `callaudit audit` of their inbox audits them again"
+        )
     return EXIT_OK
 
 
@@ -1082,13 +1137,22 @@ def _check(f):
     short_help="re-run detection on stored utterances (no Whisper)",
     help="After a rule catalogue change: recompute findings from the utterances already in "
     "the database, call by call, keeping reviews. Only calls audited with another "
-    "catalogue version are redone unless --force.",
+    "catalogue version are redone unless --force. Conduct findings come from the audio and "
+    "are kept; calls judged with other conduct thresholds (--policy and its overrides) are "
+    "counted, and the next `callaudit audit` audits them again.",
 )
 def _reaudit(f):
     return _options(
         _db_option("the audit DuckDB file"),
         _rules_option(),
         click.option("--force", is_flag=True, help="redo every call"),
+        click.option(
+            "--policy",
+            default="cn",
+            metavar="PACK|FILE",
+            help="policy pack whose conduct thresholds are current",
+        ),
+        _conduct_options(),
         _learned_option(),
         _encryption_option(opens=True),
     )(f)

@@ -55,8 +55,15 @@ from audit.phonetic import TELEPHONE_INITIALS, fuzzy_syllable
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 # What wording alone can show.  pii_exposure (validated numbers), missing_disclosure (a
-# whole-call check) and the contact categories (call records) stay with the rules.
-_RULE_ONLY = ("pii_exposure", "missing_disclosure", "contact_time", "contact_frequency")
+# whole-call check) and the contact categories (call records) stay with the rules; conduct
+# is measured from the audio (audit/conduct.py).
+_RULE_ONLY = (
+    "pii_exposure",
+    "missing_disclosure",
+    "contact_time",
+    "contact_frequency",
+    "conduct",
+)
 CATEGORIES: tuple[str, ...] = tuple(c for c in ALL_CATEGORIES if c not in _RULE_ONLY)
 SPEAKERS = frozenset({"agent", "unknown"})
 RECIPE = "ml-4"  # bump when featurisation or fitting changes: cached models are keyed by it

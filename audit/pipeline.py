@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from audit import conduct
 from audit.audio import (
     AUDIO_EXTENSIONS,
     LONG_RECORDING_S,
@@ -37,6 +38,7 @@ from audit.callee import resolve_callee
 from audit.detect import Detector, UtteranceIn, get_detector
 from audit.model import ModelError, describe_model
 from audit.pii import mask_digits
+from audit.policy import Policy, load_policy
 from audit.transcribe import TranscribeOptions, Utterance, transcribe_channels
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callaudit")
 
+# Returns the utterances; a ``Transcript`` (audit.transcribe) also gives each channel's
+# VAD speech, which the conduct checks need (a plain list: no conduct checks).
 Transcriber = Callable[[list[np.ndarray], TranscribeOptions], list[Utterance]]
 
 
@@ -56,6 +60,8 @@ class AuditOptions:
     window_s: float = WINDOW_S
     learned: bool = True  # the learned stage (audit.learned) beside the rules
     correct: bool = True  # domain correction of Whisper's homophones (audit.correct)
+    # The policy pack whose conduct rules judge the audio (None: the bundled "cn").
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class CallResult:
     processing_s: float = 0.0
     callee_inferred: str | None = None  # 'third_party: <evidence>' (audit.callee)
     channel_roles: str | None = None  # speaker of stereo channels 0,1: 'agent,customer'
+    metrics: conduct.CallMetrics | None = None  # call_metrics row (audit.conduct)
 
 
 def finding_id(
@@ -171,9 +178,29 @@ def get_learned(options: AuditOptions) -> LearnedStage | None:
     return build()
 
 
+def conduct_policy(options: AuditOptions) -> Policy:
+    """The pack whose conduct rules the options use."""
+    return options.policy if options.policy is not None else _default_policy()
+
+
+_DEFAULT_POLICY: list[Policy] = []
+
+
+def _default_policy() -> Policy:
+    if not _DEFAULT_POLICY:
+        _DEFAULT_POLICY.append(load_policy("cn"))
+    return _DEFAULT_POLICY[0]
+
+
 def detection_version(options: AuditOptions) -> str:
     """What produced the findings: the catalogue's version, plus the learned model's
-    and the corrector's when they are on.  A change of any makes calls due again."""
+    and the corrector's when they are on, and last the conduct thresholds'
+    (``+conduct-...``).  A change of any makes calls due again."""
+    return f"{text_version(options)}+{conduct_policy(options).conduct_version}"
+
+
+def text_version(options: AuditOptions) -> str:
+    """The part of ``detection_version`` that stored utterances can be judged again by."""
     version = get_detector(options.rules).catalogue.rules_version
     stage = get_learned(options)
     if stage is not None:
@@ -274,6 +301,79 @@ def detect_findings(
     return findings
 
 
+def conduct_findings(
+    call_id: str,
+    timeline: conduct.Timeline | None,
+    utterances: list[Utterance],
+    options: AuditOptions,
+    speakers_known: bool,
+    why_not: str | None = None,
+) -> tuple[list[Finding], conduct.CallMetrics]:
+    """The conduct rules of the options' policy over the call's audio timeline."""
+    started = time.perf_counter()
+    policy = conduct_policy(options)
+    hits, metrics = conduct.judge(
+        timeline, utterances, policy.conduct, policy.conduct_version, speakers_known, why_not
+    )
+    findings = [
+        Finding(
+            finding_id=conduct_finding_id(call_id, h.rule_id, h.start_s),
+            call_id=call_id,
+            rule_id=h.rule_id,
+            category="conduct",
+            severity=h.severity,
+            speaker=h.speaker,
+            utterance_idx=None,
+            start_s=h.start_s,
+            end_s=h.end_s,
+            text=h.text,
+            match=h.match,
+            char_start=None,
+            char_end=None,
+            via="conduct",
+            citation=h.citation,
+        )
+        for h in hits
+    ]
+    measured = timeline.measure_s if timeline is not None else 0.0
+    metrics.conduct_s = round(time.perf_counter() - started + measured, 4)
+    return findings, metrics
+
+
+def conduct_finding_id(call_id: str, rule_id: str, start_s: float | None) -> str:
+    """Conduct findings have no utterance: the span's start (ms) tells them apart."""
+    return finding_id(call_id, rule_id, None, None if start_s is None else round(start_s * 1000))
+
+
+def _speakers(n_channels: int, options: AuditOptions) -> list[str]:
+    if n_channels == 2:
+        return list(options.transcribe.channel_roles)[:2]
+    return ["unknown"] * n_channels
+
+
+def _why_not(n_channels: int, speakers: list[str]) -> str | None:
+    if n_channels != 2:
+        return "mono recording: the speakers are not on separate channels"
+    if "agent" not in speakers or "customer" not in speakers:
+        return "the channel roles name no agent and customer"
+    return None
+
+
+def _measure(
+    channels: list[np.ndarray], transcript: list[Utterance], options: AuditOptions
+) -> conduct.Timeline | None:
+    """The call's conduct timeline from the audio in memory and the transcriber's VAD;
+    None when the transcriber gave no VAD speech (a scripted test transcriber).  The
+    seconds it took are kept on the timeline (``measure_s``) for the call's metrics."""
+    speech = getattr(transcript, "speech", None)
+    if speech is None or len(speech) != len(channels):
+        return None
+    started = time.perf_counter()
+    timeline = conduct.measure(channels, speech, _speakers(len(channels), options), SAMPLE_RATE)
+    timeline.measure_s = time.perf_counter() - started
+    return timeline
+
+
 def _new_result(
     call: CallInput, options: AuditOptions, status: str = "ok", error: str | None = None
 ) -> CallResult:
@@ -314,21 +414,35 @@ def _transcribe_in_windows(
     info: AudioInfo,
     options: AuditOptions,
     transcriber: Transcriber,
-) -> tuple[list[Utterance], int]:
-    """Long recordings: bounded memory, progress per window, times shifted back."""
+) -> tuple[list[Utterance], int, conduct.Timeline | None, int]:
+    """Long recordings: bounded memory, progress per window, times shifted back.
+    The conduct timeline is measured window by window and joined."""
     utterances: list[Utterance] = []
     samples = 0
+    timeline: conduct.Timeline | None = None
+    measured = True
+    n_channels = 0
     total = max(1, round(info.duration_s / options.window_s + 0.499))
     for n, (offset, channels) in enumerate(iter_windows(path, info, options.window_s), 1):
         samples = int(offset * SAMPLE_RATE) + max(len(c) for c in channels)
-        for u in transcriber(channels, hotwords_for(options)):
+        n_channels = len(channels)
+        heard = transcriber(channels, hotwords_for(options))
+        part = _measure(channels, heard, options) if measured else None
+        if part is None:
+            measured, timeline = False, None
+        elif timeline is None:
+            timeline = part
+        else:
+            timeline.extend(part, offset)
+        for u in heard:
             utterances.append(
                 replace(u, start_s=round(u.start_s + offset, 3), end_s=round(u.end_s + offset, 3))
             )
         minutes = samples / SAMPLE_RATE / 60
         log.info("%s: window %d/%d transcribed (%.0f min)", call.call_id, n, total, minutes)
     utterances.sort(key=lambda u: (u.start_s, u.speaker))
-    return [replace(u, idx=i) for i, u in enumerate(utterances)], samples
+    numbered = [replace(u, idx=i) for i, u in enumerate(utterances)]
+    return numbered, samples, timeline, n_channels
 
 
 def audit_call(
@@ -350,13 +464,16 @@ def audit_call(
         result.channels, result.sample_rate = info.channels, info.sample_rate
         result.duration_s, result.codec = info.duration_s, info.codec
         if info.duration_s > options.long_recording_s:
-            result.utterances, samples = _transcribe_in_windows(
+            result.utterances, samples, timeline, n_channels = _transcribe_in_windows(
                 call, path, info, options, transcriber
             )
         else:
             channels = load_channels(path, info)
-            samples = max(len(c) for c in channels)
-            result.utterances = transcriber(channels, hotwords_for(options))
+            samples, n_channels = max(len(c) for c in channels), len(channels)
+            transcript = transcriber(channels, hotwords_for(options))
+            timeline = _measure(channels, transcript, options)
+            result.utterances = list(transcript)
+            del channels
         result.duration_s = round(samples / SAMPLE_RATE, 3)
         if options.correct:
             result.utterances = correct_utterances(result.utterances)
@@ -365,6 +482,14 @@ def audit_call(
         result.findings = detect_findings(
             call.call_id, result.utterances, detector, callee, get_learned(options)
         )
+        speakers = _speakers(n_channels, options)
+        why_not = _why_not(n_channels, speakers)
+        if timeline is None:
+            why_not = "the transcriber gave no VAD speech timeline: conduct not measured"
+        found, result.metrics = conduct_findings(
+            call.call_id, timeline, result.utterances, options, why_not is None, why_not
+        )
+        result.findings += found
     except (AudioError, ModelError) as exc:
         result.status, result.error = "failed", str(exc)
     except PermissionError as exc:
@@ -377,7 +502,7 @@ def audit_call(
         log.exception("unexpected error auditing %s", call.call_id)
         result.status, result.error = "failed", f"unexpected error ({type(exc).__name__}: {exc})"
     if result.status == "failed":
-        result.utterances, result.findings = [], []
+        result.utterances, result.findings, result.metrics = [], [], None
     if options.pii == "mask":
         mask_result(result)
     result.processing_s = round(time.perf_counter() - started, 3)

@@ -8,6 +8,8 @@ officer changes a limit without touching code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import time
@@ -26,6 +28,23 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "max_attempts_per_day": ("attempts_per_day.sql", "max_attempts_per_day"),
     "max_attempts_in_7_days": ("attempts_in_days.sql", "max_attempts"),
     "quiet_days_after_conversation": ("after_conversation.sql", "quiet_days"),
+}
+
+# Conduct overrides (``--overtalk-s 2`` ...) → (check of the rule, parameter name).
+CONDUCT_OVERRIDES: dict[str, tuple[str, str]] = {
+    "overtalk_s": ("overtalk", "min_overlap_s"),
+    "max_interruptions": ("interruptions", "max_per_call"),
+    "shout_db": ("shouting", "above_median_db"),
+    "dead_air_s": ("dead_air", "max_silence_s"),
+    "max_pace_cps": ("pace", "max_chars_per_s"),
+}
+# The conduct checks (audit/conduct.py) and the numbers each rule must give.
+CONDUCT_CHECKS: dict[str, tuple[str, ...]] = {
+    "overtalk": ("min_overlap_s",),
+    "interruptions": ("min_overlap_s", "max_per_call"),
+    "shouting": ("above_median_db", "min_s"),
+    "dead_air": ("max_silence_s",),
+    "pace": ("max_chars_per_s", "min_chars", "min_s"),
 }
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -47,14 +66,34 @@ class ContactRule:
 
 
 @dataclass(frozen=True)
+class ConductRule:
+    """How a call was conducted, judged from its audio (audit/conduct.py)."""
+
+    id: str
+    check: str  # a key of CONDUCT_CHECKS
+    severity: str
+    title: str
+    citation: str
+    rationale: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Policy:
     pack: str
     version: str
     rules: tuple[ContactRule, ...]
+    conduct: tuple[ConductRule, ...] = ()
 
     @property
     def rules_version(self) -> str:
         return f"policy-{self.pack}-{self.version}"
+
+    @property
+    def conduct_version(self) -> str:
+        """The pack's version and a digest of its conduct numbers: an override changes
+        it, so calls judged with other thresholds are due again."""
+        return conduct_version(self.pack, self.version, self.conduct)
 
     def rule_for(self, sql: str) -> ContactRule | None:
         return next((r for r in self.rules if r.sql == sql), None)
@@ -65,7 +104,18 @@ class Policy:
         for r in self.rules:
             nums = ", ".join(f"{k}={_show(v)}" for k, v in r.params.items())
             lines.append(f"  {r.id:<26} {r.category:<18} {nums}  [{r.citation}]")
+        for r in self.conduct:
+            nums = ", ".join(f"{k}={_show(v)}" for k, v in r.params.items())
+            lines.append(f"  {r.id:<26} {'conduct':<18} {nums}  [{r.citation}]")
         return "\n".join(lines)
+
+
+def conduct_version(pack: str, version: str, rules: tuple[ConductRule, ...]) -> str:
+    numbers = json.dumps(
+        [[r.id, r.check, r.severity, sorted(r.params.items())] for r in rules], default=str
+    )
+    digest = hashlib.sha256(numbers.encode("utf-8")).hexdigest()[:8]
+    return f"conduct-{pack}-{version}-{digest}"
 
 
 def _show(value: Any) -> str:
@@ -111,6 +161,41 @@ def _rule_from_yaml(raw: dict[str, Any], source: str) -> ContactRule:
     )
 
 
+def _conduct_rule_from_yaml(raw: dict[str, Any], source: str) -> ConductRule:
+    missing = [k for k in ("id", "check", "severity", "citation") if not raw.get(k)]
+    if missing:
+        raise PolicyError(f"{source}: conduct rule {raw.get('id', '?')} lacks {', '.join(missing)}")
+    rule_id = str(raw["id"])
+    if raw["check"] not in CONDUCT_CHECKS:
+        known = ", ".join(CONDUCT_CHECKS)
+        raise PolicyError(f"{source}: conduct rule {rule_id}: unknown check (known: {known})")
+    if raw["severity"] not in SEVERITIES or raw.get("category", "conduct") != "conduct":
+        raise PolicyError(f"{source}: conduct rule {rule_id}: unknown severity or category")
+    params = dict(raw.get("params") or {})
+    lacking = [p for p in CONDUCT_CHECKS[raw["check"]] if p not in params]
+    if lacking:
+        raise PolicyError(f"{source}: conduct rule {rule_id} needs {', '.join(lacking)}")
+    for key, value in params.items():  # levels in dBFS are negative; the rest are not
+        _check_number(value, f"{source}: {rule_id}.{key}", negative=key.endswith("_dbfs"))
+    return ConductRule(
+        id=rule_id,
+        check=str(raw["check"]),
+        severity=raw["severity"],
+        title=str(raw.get("title", "")),
+        citation=str(raw["citation"]),
+        rationale=" ".join(str(raw.get("rationale", "")).split()),
+        params=params,
+    )
+
+
+def _check_number(value: Any, what: str, negative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise PolicyError(f"{what}: expected a number, got {value!r}")
+    if value < 0 and not negative:
+        raise PolicyError(f"{what} must not be negative")
+    return float(value)
+
+
 def _pack_path(name: str) -> Path:
     if name.endswith((".yaml", ".yml")):
         return Path(name)
@@ -133,10 +218,12 @@ def load_policy(name: str = "cn", **overrides: Any) -> Policy:
     except (OSError, yaml.YAMLError) as exc:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
     rules = [_rule_from_yaml(r, path.name) for r in raw.get("rules") or []]
+    conduct = [_conduct_rule_from_yaml(r, path.name) for r in raw.get("conduct") or []]
     policy = Policy(
         pack=str(raw.get("pack", path.stem)),
         version=str(raw.get("version", "0")),
         rules=tuple(rules),
+        conduct=tuple(conduct),
     )
     return apply_overrides(policy, **overrides)
 
@@ -144,8 +231,15 @@ def load_policy(name: str = "cn", **overrides: Any) -> Policy:
 def apply_overrides(policy: Policy, **overrides: Any) -> Policy:
     """Replace the numbers named by non-None overrides (see ``load_policy``)."""
     changes: dict[tuple[str, str], Any] = {}
+    conduct_changes: dict[tuple[str, str], Any] = {}
     for key, value in overrides.items():
         if value is None:
+            continue
+        if key in CONDUCT_OVERRIDES:
+            number = _check_number(value, f"--{key.replace('_', '-')}")
+            conduct_changes[CONDUCT_OVERRIDES[key]] = (
+                int(number) if key.startswith("max_i") else number
+            )
             continue
         if key == "window":
             start, end = parse_window(value)
@@ -163,9 +257,17 @@ def apply_overrides(policy: Policy, **overrides: Any) -> Policy:
         if idx is None:
             raise PolicyError(f"policy {policy.pack} has no {sql[:-4]} rule to set {param} on")
         rules[idx] = replace(rules[idx], params={**rules[idx].params, param: value})
-    return replace(policy, rules=tuple(rules))
+    conduct = list(policy.conduct)
+    for (check, param), value in conduct_changes.items():
+        found = [i for i, r in enumerate(conduct) if r.check == check]
+        if not found:
+            raise PolicyError(f"policy {policy.pack} has no {check} conduct rule to set {param} on")
+        for i in found:
+            conduct[i] = replace(conduct[i], params={**conduct[i].params, param: value})
+    return replace(policy, rules=tuple(rules), conduct=tuple(conduct))
 
 
 def overrides_from_args(args: Any) -> dict[str, Any]:
     """The overrides given on the command line (None where not given)."""
-    return {"window": args.window, **{k: getattr(args, k) for k in OVERRIDES}}
+    conduct = {k: getattr(args, k, None) for k in CONDUCT_OVERRIDES}
+    return {"window": args.window, **{k: getattr(args, k) for k in OVERRIDES}, **conduct}

@@ -25,7 +25,7 @@ from audit import store
 from audit.audio import AudioError
 from audit.categories import CATEGORIES, SEVERITIES, SEVERITY_WEIGHT
 
-EXPORT_TABLES = ("calls", "findings", "reviews", "review_log")
+EXPORT_TABLES = ("calls", "findings", "reviews", "review_log", "call_metrics")
 EXPORT_VIEWS = (
     "violations",
     "reportable_findings",
@@ -34,6 +34,8 @@ EXPORT_VIEWS = (
     "findings_by_category_day",
     "findings_by_category",
     "agent_scorecard",
+    "agent_conduct",
+    "conduct_by_agent_day",
     "rule_stats",
     "review_history",
 )
@@ -45,7 +47,7 @@ CATEGORY_COLORS = dict(
         CATEGORIES,
         (
             "#c0392b", "#8e44ad", "#d35400", "#2c7fb8", "#7b3294", "#e6550d",
-            "#31a354", "#636363", "#fdae6b", "#1b9e77", "#66a61e", "#969696",
+            "#31a354", "#636363", "#fdae6b", "#1b9e77", "#66a61e", "#b8860b", "#969696",
         ),
         strict=True,
     )
@@ -121,11 +123,12 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
         "FROM src.utterances WHERE call_id IN (SELECT call_id FROM calls) "
         "AND regexp_matches(text, '\\*{3,}')"
     )
-    has_log = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' "
-        "AND table_name = 'review_log'"
-    ).fetchone()[0]
-    if has_log:
+    if _src_has(con, "call_metrics"):  # a database from before conduct checks has none
+        con.execute(
+            "INSERT INTO call_metrics BY NAME SELECT * FROM src.call_metrics "
+            "WHERE call_id IN (SELECT call_id FROM calls)"
+        )
+    if _src_has(con, "review_log"):
         con.execute(
             "INSERT INTO review_log BY NAME SELECT * FROM src.review_log "
             "WHERE finding_id IN (SELECT finding_id FROM findings)"
@@ -135,6 +138,15 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
             "INSERT INTO review_log SELECT finding_id, verdict, note, "
             "coalesce(reviewer, 'unknown'), coalesce(reviewed_at, now()) FROM reviews"
         )
+
+
+def _src_has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' AND table_name = ?",
+            [table],
+        ).fetchone()[0]
+    )
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict]:
@@ -297,6 +309,7 @@ def build_html(
         _section("Findings per day, by category", _category_day_chart(con)),
         _section("Findings per agent, by severity", _agent_chart(con)),
         _section("Agent scorecard", _scorecard_table(con)),
+        _section("How calls were conducted, per agent and day", _conduct_table(con)),
         _section(f"Highest-risk calls (top {top})", risk_calls),
         _section("Rules: hits and reviewed precision", _rule_table(con)),
     ]
@@ -370,12 +383,42 @@ def _scorecard_table(con: duckdb.DuckDBPyConnection) -> str:
             d["findings_per_100_calls"],
             d["risk_points"],
             d["worst_category"] or "—",
+            _maybe(d["avg_talk_ratio"], "{:.0%}"),
+            _maybe(d["avg_overtalk_s"], "{:.1f}"),
+            _maybe(d["avg_interruptions"], "{:.1f}"),
+            _maybe(d["avg_pace_cps"], "{:.1f}"),
         ]
         for d in data
     ]
     headers = ["agent", "calls", "recorded", "minutes", "findings", "per 100 calls",
-               "risk points", "worst category"]  # fmt: skip
-    return _table(headers, body, numeric={1, 2, 3, 4, 5, 6})
+               "risk points", "worst category", "agent talk share", "overtalk s/call",
+               "interruptions/call", "pace (chars/s)"]  # fmt: skip
+    return _table(headers, body, numeric={1, 2, 3, 4, 5, 6, 8, 9, 10, 11})
+
+
+def _maybe(value: Any, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def _conduct_table(con: duckdb.DuckDBPyConnection, limit: int = 60) -> str:
+    """Conduct per agent and day, newest first (the conduct_by_agent_day view)."""
+    data = rows(
+        con, "SELECT * FROM conduct_by_agent_day ORDER BY day DESC, agent_id LIMIT ?", [limit]
+    )
+    if not data:
+        return '<p class="empty">no call measured in this period</p>'
+    body = [
+        [d["day"], d["agent_id"] or "(no call record)", d["calls_measured"], d["stereo_calls"],
+         _maybe(d["avg_talk_ratio"], "{:.0%}"), _maybe(d["avg_overtalk_s"], "{:.1f}"),
+         d["interruptions"], _maybe(d["longest_silence_s"], "{:.1f}"),
+         _maybe(d["avg_loudness_range_db"], "{:.1f}"), _maybe(d["max_above_median_db"], "{:+.1f}"),
+         _maybe(d["avg_pace_cps"], "{:.1f}"), d["conduct_findings"]]
+        for d in data
+    ]  # fmt: skip
+    headers = ["day", "agent", "calls", "stereo", "agent talk share", "overtalk s/call",
+               "interruptions", "longest silence s", "loudness range dB",
+               "loudest s over median dB", "pace (chars/s)", "conduct findings"]  # fmt: skip
+    return _table(headers, body, numeric=set(range(2, 12)))
 
 
 def _rule_table(con: duckdb.DuckDBPyConnection) -> str:
@@ -414,11 +457,17 @@ def _risk_call(con: duckdb.DuckDBPyConnection, call: dict, clips: Clips | None =
         "|| coalesce(timezone, 'UTC'), 'time unknown') FROM calls WHERE call_id = ?",
         [call["call_id"]],
     ).fetchone()[0]
+    unmeasured = con.execute(
+        "SELECT not_run FROM call_metrics WHERE call_id = ?", [call["call_id"]]
+    ).fetchone()
     head = (
         f'<h3>{esc(call["call_id"])} <span class="score">risk {esc(call["risk_score"])}</span></h3>'
         f'<p class="meta">agent {esc(call["agent_id"] or "—")} · debtor '
         f"{esc(call['debtor_id'] or '—')} · {esc(when)} · {esc(call['status'])}</p>"
     )
+    if unmeasured and unmeasured[0]:
+        head += f'<p class="meta">conduct checks not run: {esc(unmeasured[0])}</p>'
+
     body = [
         [
             e["speaker"] or "—",

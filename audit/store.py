@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from audit.conduct import CallMetrics
 from audit.pipeline import CallResult
 
 SQL_DIR = Path(os.environ.get("CALLAUDIT_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
@@ -290,6 +291,7 @@ def write_call(con: duckdb.DuckDBPyConnection, result: CallResult) -> None:
                 ],
             )
         write_findings(con, result.findings, result.rules_version)
+        write_metrics(con, result.call_id, result.metrics)
         con.execute("COMMIT")
     except Exception as exc:
         rollback_quietly(con)
@@ -299,6 +301,23 @@ def write_call(con: duckdb.DuckDBPyConnection, result: CallResult) -> None:
                 f"{str(exc).splitlines()[0]}"
             ) from exc
         raise
+
+
+METRIC_COLUMNS = tuple(f.name for f in fields(CallMetrics))
+
+
+def write_metrics(
+    con: duckdb.DuckDBPyConnection, call_id: str, metrics: CallMetrics | None
+) -> None:
+    """The call's ``call_metrics`` row, replaced (inside the caller's transaction)."""
+    con.execute("DELETE FROM call_metrics WHERE call_id = ?", [call_id])
+    if metrics is None:
+        return
+    cols = ("call_id", *METRIC_COLUMNS)
+    con.execute(
+        f"INSERT INTO call_metrics ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        [call_id, *astuple(metrics)],
+    )
 
 
 def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
@@ -328,7 +347,7 @@ def relink_call(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
     of those findings.  A call-record placeholder or a failed attempt already under
     ``new`` gives way (the caller never re-links onto an audited call).  Nothing is
     transcribed again."""
-    from audit.pipeline import finding_id
+    from audit.pipeline import conduct_finding_id, finding_id
 
     con.execute("BEGIN TRANSACTION")
     try:
@@ -346,15 +365,28 @@ def relink_call(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
             [new, old],
         )
         moved = con.execute(
-            "SELECT finding_id, rule_id, utterance_idx, char_start FROM findings WHERE call_id = ?",
+            "SELECT finding_id, rule_id, utterance_idx, char_start, via, start_s FROM findings "
+            "WHERE call_id = ?",
             [old],
         ).fetchall()
-        ids = {f: finding_id(new, rule, idx, start) for f, rule, idx, start in moved}
+        ids = {
+            f: conduct_finding_id(new, rule, at)
+            if via == "conduct"
+            else finding_id(new, rule, idx, start)
+            for f, rule, idx, start, via, at in moved
+        }
         con.executemany(
             "INSERT INTO findings SELECT * REPLACE (? AS finding_id, ? AS call_id) "
             "FROM findings WHERE finding_id = ?",
             [[to, new, frm] for frm, to in ids.items()],
         )
+        con.execute("DELETE FROM call_metrics WHERE call_id = ?", [new])
+        con.execute(
+            "INSERT INTO call_metrics SELECT * REPLACE (? AS call_id) FROM call_metrics "
+            "WHERE call_id = ?",
+            [new, old],
+        )
+        con.execute("DELETE FROM call_metrics WHERE call_id = ?", [old])
         for table in ("reviews", "review_log"):
             con.executemany(
                 f"UPDATE {table} SET finding_id = ? WHERE finding_id = ?",

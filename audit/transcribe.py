@@ -2,6 +2,9 @@
 
 * Each stereo channel is transcribed apart (channel 0 = agent, 1 = customer by default).
 * Silero VAD at threshold 0.3: the default 0.5 drops much band-limited phone speech.
+  It runs here, once per channel, rather than inside faster-whisper, so that its
+  speech intervals are kept (``Transcript.speech``) for the conduct checks
+  (audit/conduct.py) without a second pass; Whisper hears exactly what it did before.
 * Word timestamps split Whisper's long segments at pauses, so one utterance is one
   turn: whole-channel decoding otherwise merges a speaker's turns across the other
   party's talk, and evidence time spans become vague.
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audit.audio import SAMPLE_RATE
 from audit.model import ModelError, resolve_model
 from audit.normalize import normalize
 
@@ -67,6 +71,20 @@ class Utterance:
     avg_logprob: float
     no_speech_prob: float
     asr_flag: str | None = None  # why detection ignores it (phantom, no_speech, repetition)
+
+
+class Transcript(list):
+    """The utterances of a call (a list, as ever) and the speech VAD found on each
+    channel: ``speech[c]`` lists (start_s, end_s), padded as Whisper heard them.
+    ``speech`` is None when the transcriber does not say (scripted test transcribers)."""
+
+    def __init__(
+        self,
+        utterances: list[Utterance] = (),
+        speech: list[list[tuple[float, float]]] | None = None,
+    ):
+        super().__init__(utterances)
+        self.speech = speech
 
 
 @dataclass
@@ -175,20 +193,43 @@ def _split_on_pauses(segment, gap_s: float) -> list[_Piece]:
     return pieces
 
 
+def speech_chunks(audio: np.ndarray, options: TranscribeOptions) -> list[dict]:
+    """Silero VAD's speech chunks (sample offsets), with the options' settings."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    vad = VadOptions(
+        threshold=options.vad_threshold,
+        min_silence_duration_ms=options.min_silence_ms,
+        speech_pad_ms=options.vad_speech_pad_ms,
+    )
+    return get_speech_timestamps(audio, vad)
+
+
+def chunk_seconds(chunks: list[dict]) -> list[tuple[float, float]]:
+    return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
+
+
 def transcribe_channel(
-    audio: np.ndarray, speaker: str, options: TranscribeOptions
+    audio: np.ndarray,
+    speaker: str,
+    options: TranscribeOptions,
+    chunks: list[dict] | None = None,
 ) -> list[Utterance]:
+    """One channel.  VAD ``chunks`` (``speech_chunks``) are computed when not given;
+    only they are decoded, and times are mapped back to the channel's, exactly as
+    faster-whisper's own ``vad_filter=True`` does."""
+    from faster_whisper.transcribe import restore_speech_timestamps
+    from faster_whisper.vad import collect_chunks
+
     model = get_model(options)
+    if chunks is None:
+        chunks = speech_chunks(audio, options)
+    heard = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
     segments, _info = model.transcribe(
-        audio,
+        heard,
         language=options.language,
         beam_size=options.beam_size,
-        vad_filter=True,
-        vad_parameters={
-            "threshold": options.vad_threshold,
-            "min_silence_duration_ms": options.min_silence_ms,
-            "speech_pad_ms": options.vad_speech_pad_ms,
-        },
+        vad_filter=False,
         word_timestamps=True,
         condition_on_previous_text=False,  # one bad segment must not poison the next
         hotwords=options.hotwords,
@@ -198,6 +239,8 @@ def transcribe_channel(
         no_speech_threshold=options.max_no_speech_prob,
         log_prob_threshold=options.min_avg_logprob,
     )
+    if chunks:
+        segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
     out: list[Utterance] = []
     for seg in segments:
         for piece in _split_on_pauses(seg, options.split_gap_s):
@@ -222,18 +265,22 @@ def transcribe_channel(
     return out
 
 
-def transcribe_channels(channels: list[np.ndarray], options: TranscribeOptions) -> list[Utterance]:
-    """All channels of a call, merged in time order and numbered."""
+def transcribe_channels(channels: list[np.ndarray], options: TranscribeOptions) -> Transcript:
+    """All channels of a call, merged in time order and numbered, with each channel's
+    VAD speech intervals."""
     if len(channels) == 2:
         roles = list(options.channel_roles) + ["unknown"] * 2
         speakers = roles[:2]
     else:
         speakers = ["unknown"] * len(channels)
     merged: list[Utterance] = []
+    speech: list[list[tuple[float, float]]] = []
     for audio, speaker in zip(channels, speakers, strict=True):
-        merged.extend(transcribe_channel(audio, speaker, options))
+        chunks = speech_chunks(audio, options)
+        speech.append(chunk_seconds(chunks))
+        merged.extend(transcribe_channel(audio, speaker, options, chunks))
     merged.sort(key=lambda u: (u.start_s, u.speaker))
-    return [
+    numbered = [
         Utterance(
             i,
             u.speaker,
@@ -247,3 +294,4 @@ def transcribe_channels(channels: list[np.ndarray], options: TranscribeOptions) 
         )
         for i, u in enumerate(merged)
     ]
+    return Transcript(numbered, speech)

@@ -34,7 +34,7 @@ from audit.pipeline import (  # noqa: E402
     detection_version,
     failed_result,
 )
-from audit.policy import load_policy  # noqa: E402
+from audit.policy import Policy, load_policy  # noqa: E402
 from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
 
 
@@ -62,6 +62,7 @@ def build_options(
     workers: int = 1,
     learned: bool = True,
     correct: bool = True,
+    policy: Policy | None = None,
 ) -> AuditOptions:
     roles = tuple(r.strip() for r in channel_roles.split(","))
     return AuditOptions(
@@ -77,6 +78,7 @@ def build_options(
         pii=pii,
         learned=learned,
         correct=correct,
+        policy=policy,
     )
 
 
@@ -127,6 +129,8 @@ def audit_inbox(
     """
     logger = get_run_logger()
     started_at = datetime.now(UTC)
+    # Fail the run early and clearly on a bad policy; its conduct rules judge the audio.
+    contact_policy = load_policy(policy, **(policy_overrides or {}))
     options = build_options(
         model,
         device,
@@ -138,11 +142,11 @@ def audit_inbox(
         workers,
         learned,
         correct,
+        contact_policy,
     )
-    # Fail the run early and clearly if the model is missing or damaged (in this process
-    # the model is then cached for the thread workers).
+    # Likewise if the model is missing or damaged (in this process the model is then
+    # cached for the thread workers).
     get_model(options.transcribe)
-    contact_policy = load_policy(policy, **(policy_overrides or {}))  # likewise a bad policy
     # The key travels by the *name* of its environment variable: flow parameters are
     # stored by Prefect and shown in its UI.
     con = store.connect(db, encryption_key=store.key_from_env(encryption_key_env))

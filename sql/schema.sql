@@ -69,6 +69,31 @@ ALTER TABLE calls ADD COLUMN IF NOT EXISTS callee_inferred VARCHAR;
 -- play the speaker's own channel.  NULL for calls audited before it was kept.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS channel_roles VARCHAR;
 
+-- How each call was conducted, measured from its audio (audit/conduct.py): one row per
+-- audited call, written in the call's own transaction. NULL where a measure could not be
+-- taken; `not_run` says which conduct checks could not run and why (a mono recording mixes
+-- both parties, so who talked over whom, the agent's loudness and pace are unknown).
+-- Databases from before conduct checks get the table, empty, when opened.
+CREATE TABLE IF NOT EXISTS call_metrics (
+    call_id                    VARCHAR PRIMARY KEY,
+    agent_talk_s               DOUBLE,    -- seconds the agent talks (VAD narrowed to speech energy)
+    customer_talk_s            DOUBLE,
+    talk_ratio                 DOUBLE,    -- agent share of all talk, 0..1
+    overtalk_s                 DOUBLE,    -- both talking at once, in total
+    overtalk_events            INTEGER,   -- overlaps at least as long as the overtalk rule's limit
+    interruptions              INTEGER,   -- the agent starting over the customer (interruption rule)
+    longest_silence_s          DOUBLE,    -- neither talking, between the first and last talk
+    agent_median_dbfs          DOUBLE,    -- the agent's median level (100 ms RMS frames of talk)
+    agent_loudness_range_db    DOUBLE,    -- 95th minus 10th percentile of those frames
+    agent_max_above_median_db  DOUBLE,    -- loudest second of agent talk over that median
+    agent_peak_dbfs            DOUBLE,
+    mean_pace_cps              DOUBLE,    -- agent characters per second over its utterances
+    max_pace_cps               DOUBLE,    -- fastest agent utterance long enough to time
+    not_run                    VARCHAR,   -- 'check: why; ...' for checks that could not run
+    conduct_version            VARCHAR,   -- policy pack and thresholds that judged the call
+    conduct_s                  DOUBLE     -- seconds measuring and judging took
+);
+
 -- Reviewers' verdicts. Keyed by the stable finding id, so they survive re-audits.
 CREATE TABLE IF NOT EXISTS reviews (
     finding_id       VARCHAR PRIMARY KEY,

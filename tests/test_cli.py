@@ -319,8 +319,8 @@ def test_the_summary_is_plain_lines_when_piped(monkeypatch):
     import io
 
     from audit.batch import format_summary
-    from audit.terminal import print_summary
     from audit.contact import format_checks
+    from audit.terminal import print_summary
 
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     out = io.StringIO()

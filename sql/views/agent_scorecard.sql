@@ -1,7 +1,9 @@
 -- One row per agent: calls (with or without a recording, failed audits included),
 -- call minutes, findings (each thing said once per category, as in reportable_findings;
 -- reviewed false positives left out), findings per 100 calls,
--- severity-weighted risk points, and the worst category (most risk points).
+-- severity-weighted risk points, and the worst category (most risk points); then how
+-- calls were conducted (agent_conduct: share of talk, overtalk seconds and interruptions
+-- per call, pace), NULL for agents with no measured call.
 CREATE OR REPLACE VIEW agent_scorecard AS
 WITH per_agent AS (
     SELECT
@@ -46,6 +48,11 @@ SELECT
     coalesce(t.findings, 0) AS findings,
     round(100.0 * coalesce(t.findings, 0) / a.calls, 1) AS findings_per_100_calls,
     CAST(coalesce(t.risk_points, 0) AS INTEGER) AS risk_points,
-    t.worst_category
+    t.worst_category,
+    k.avg_talk_ratio,
+    k.avg_overtalk_s,
+    k.avg_interruptions,
+    k.avg_pace_cps
 FROM per_agent a
-LEFT JOIN totals t ON t.agent_id IS NOT DISTINCT FROM a.agent_id;
+LEFT JOIN totals t ON t.agent_id IS NOT DISTINCT FROM a.agent_id
+LEFT JOIN agent_conduct k ON k.agent_id IS NOT DISTINCT FROM a.agent_id;
