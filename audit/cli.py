@@ -761,6 +761,59 @@ def cmd_eval(args: Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sql(args: Namespace) -> int:
+    import duckdb
+
+    from audit import sqlshell
+
+    if args.query is None and args.encryption_key_env is None and sys.stdin.isatty():
+        if not Path(args.db).is_file():
+            error(f"no audit database at {args.db}", "callaudit sql")
+            return EXIT_ERROR
+        command = sqlshell.cli_command(Path(args.db), writable=args.write)
+        if command is not None:  # the DuckDB CLI, in this process's place
+            os.execv(command[0], command)
+    con = _open_db(args, read_only=not args.write)
+    if con is None:
+        return EXIT_ERROR
+    try:
+        if args.query is None:
+            return sqlshell.shell(con)
+        print(sqlshell.run_query(con, args.query, args.format))
+        return EXIT_OK
+    except duckdb.Error as exc:
+        error(str(exc), "callaudit sql")
+        return EXIT_USAGE
+    finally:
+        con.close()
+
+
+def cmd_redact(args: Namespace) -> int:
+    from audit.redact import RedactError, redact_calls
+
+    con = _open_db(args, read_only=True)
+    if con is None:
+        return EXIT_ERROR
+    try:
+        done = redact_calls(con, Path(args.out), args.call or None)
+    except RedactError as exc:
+        error(str(exc), "callaudit redact")
+        return EXIT_USAGE
+    finally:
+        con.close()
+    for r in done:
+        if r.output:
+            print(f"{r.call_id}: {r.spans} PII span(s), {r.bleeped_s:.1f} s bleeped -> {r.output}")
+        else:
+            print(f"{r.call_id}: not redacted: {r.error}")
+    failed = sum(1 for r in done if not r.output)
+    print(
+        f"{len(done) - failed} of {len(done)} recordings redacted into {args.out} "
+        f"(list: {Path(args.out) / 'redaction.csv'}); originals untouched"
+    )
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
 def cmd_rules(args: Namespace) -> int:
     from audit.rules import load_catalogue
 
@@ -1227,6 +1280,60 @@ def _eval(f):
 )
 def _rules(f):
     return _rules_option()(f)
+
+
+@_command(
+    "sql",
+    cmd_sql,
+    short_help="query the audit database in SQL, or open a SQL shell",
+    help="Run QUERY on the audit database (read-only) and print the answer; without QUERY "
+    "open a shell: the DuckDB CLI installed with callaudit (same version as the library), "
+    "or, for an encrypted database, a small shell in this process (the key stays out of "
+    "command lines).",
+)
+def _sql(f):
+    return _options(
+        _db_option("the audit DuckDB file"),
+        click.argument("query", required=False),
+        click.option(
+            "--format",
+            type=click.Choice(("table", "csv", "json")),
+            default="table",
+            help="how a QUERY's answer is printed (json: one object a line)",
+        ),
+        click.option(
+            "--write",
+            is_flag=True,
+            help="open for writing (by default read-only, so the nightly audit can go on)",
+        ),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "redact",
+    cmd_redact,
+    short_help="copies of the recordings with every PII span bleeped",
+    help="Write a copy of each audited recording (or of --call CALL_ID ...) into OUT as "
+    "WAV, with every span where a personal number was said bleeped on every channel, and "
+    "OUT/redaction.csv listing them. The originals are never written; a recording changed "
+    "since its audit is listed, not redacted.",
+)
+def _redact(f):
+    return _options(
+        _db_option("the audit DuckDB file"),
+        click.option(
+            "--out",
+            required=True,
+            type=click.Path(file_okay=False),
+            metavar="DIR",
+            help="folder for the redacted copies (not the inbox)",
+        ),
+        click.option(
+            "--call", multiple=True, metavar="CALL_ID", help="only this call (repeatable)"
+        ),
+        _encryption_option(opens=True),
+    )(f)
 
 
 def parse_args(argv: Sequence[str]) -> Namespace:
