@@ -606,6 +606,13 @@ def port_number(text: str) -> int:
     return value
 
 
+def console_port(text: str) -> int:
+    value = non_negative_int(text)
+    if value > 65535:
+        raise BadValue(f"{text!r} is not a TCP port (0-65535)")
+    return value
+
+
 def iana_zone(text: str) -> str:
     from audit.manifest import ManifestError, check_zone
 
@@ -861,6 +868,58 @@ def cmd_review(args: Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_console(args: Namespace) -> int:
+    from audit import store
+    from audit.review import default_reviewer
+
+    prog = "callaudit console"
+    if not _is_loopback(args.host) and not args.allow_remote:
+        error(
+            f"--host {args.host} is not a loopback address: the console would show debtors' "
+            "words and voices to the network; add --allow-remote to do so anyway",
+            prog,
+        )
+        return EXIT_USAGE
+    if not Path(args.db).is_file():
+        error(f"no audit database at {args.db}", prog)  # never create an empty one
+        return EXIT_ERROR
+    reviewer = (args.reviewer or default_reviewer()).strip()
+    if not reviewer or reviewer == "unknown":
+        error("no reviewer: pass --reviewer NAME or set CALLAUDIT_REVIEWER", prog)
+        return EXIT_USAGE
+    from audit.console import ConsoleConfig, check_database, serve  # Starlette: only here
+
+    try:
+        key = store.key_from_env(args.encryption_key_env)
+    except store.StoreError as exc:
+        error(str(exc), prog)
+        return EXIT_ERROR
+    config = ConsoleConfig(db=Path(args.db), reviewer=reviewer, encryption_key=key)
+    problem = check_database(config)
+    if problem:
+        error(problem, prog)
+        return EXIT_ERROR
+    if not _is_loopback(args.host):
+        error(
+            f"serving on {args.host}: anyone who can reach it and has the token sees the "
+            "findings; use a trusted network",
+            prog,
+            label="warning",
+        )
+    try:
+        serve(config, args.host, args.port, say=lambda line: print(line, flush=True))
+    except OSError as exc:  # the port is taken, the address is not this machine's
+        error(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", prog)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    from audit.console import is_loopback
+
+    return is_loopback(host)
+
+
 def cmd_report(args: Namespace) -> int:
     from audit.report import Period, export, render_report
     from audit.store import StoreError, key_from_env
@@ -1058,6 +1117,49 @@ def _review(f):
             show_envvar=True,
             default=None,
             help="who reviewed  [default: $CALLAUDIT_REVIEWER, else the login name]",
+        ),
+        _encryption_option(opens=True),
+    )(f)
+
+
+@_command(
+    "console",
+    cmd_console,
+    short_help="review findings in the browser: hear the clip, confirm or reject",
+    help="Serve the review console on this machine (loopback only unless --allow-remote): "
+    "unreviewed findings, riskiest calls first, each with its audio clip (PII bleeped), the "
+    "utterances around it, rule and citation, and confirm / false positive buttons. Verdicts "
+    "are stored as `callaudit review` stores them. Open the printed address: it holds a "
+    "random access token. The database is opened per request, so the nightly audit can "
+    "write it; while the audit holds it the page says so and saves nothing.",
+)
+def _console(f):
+    return _options(
+        _db_option("the audit DuckDB file"),
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            metavar="ADDR",
+            help="address to listen on (a loopback one unless --allow-remote)",
+        ),
+        click.option(
+            "--port",
+            type=Checked(console_port, "port"),
+            default=0,
+            metavar="N",
+            help="TCP port (0: a free one, printed on start)",
+        ),
+        click.option(
+            "--allow-remote",
+            is_flag=True,
+            help="allow a --host that other machines can reach (the token still applies)",
+        ),
+        click.option(
+            "--reviewer",
+            envvar="CALLAUDIT_REVIEWER",
+            show_envvar=True,
+            default=None,
+            help="who reviews  [default: $CALLAUDIT_REVIEWER, else the login name]",
         ),
         _encryption_option(opens=True),
     )(f)

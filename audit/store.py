@@ -9,6 +9,7 @@ idempotent and a crash harmless: a call is either fully stored or not at all.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
@@ -67,14 +68,24 @@ def _open_error(db: Path, exc: Exception) -> StoreError:
     return StoreError(f"cannot open {db}: {msg}")
 
 
+# How long opening a database waits while another process holds it: the review console
+# (``callaudit console``) opens the file for a moment per request, and the nightly audit
+# must not fail because it started in that moment.
+LOCK_WAIT_S = 5.0
+
+
 def connect(
-    db: str | Path, read_only: bool = False, encryption_key: str | None = None
+    db: str | Path,
+    read_only: bool = False,
+    encryption_key: str | None = None,
+    lock_wait_s: float = LOCK_WAIT_S,
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the audit database with schema and views applied.
 
     With ``encryption_key`` the file is encrypted at rest (DuckDB's AES database
     encryption).  Writing encrypted files needs OpenSSL from the httpfs extension,
-    which the ``duckdb-ext-httpfs`` wheel provides offline.
+    which the ``duckdb-ext-httpfs`` wheel provides offline.  While another process
+    holds the file, opening is retried for ``lock_wait_s`` seconds.
     """
     db = Path(db)
     config: dict[str, str] = {}
@@ -89,7 +100,7 @@ def connect(
         raise StoreError(f"{db} is {not_duckdb}: give --db a new file or a callaudit database")
     if new_file and not read_only:
         _create(db, encryption_key, config)
-    con = _open_file(db, read_only, encryption_key, config)
+    con = _open_waiting(db, read_only, encryption_key, config, lock_wait_s)
     foreign = _foreign_tables(con)
     if foreign:
         con.close()
@@ -105,6 +116,26 @@ def connect(
             con.close()
             raise StoreError(f"could not prepare the database {db}: {exc}") from exc
     return con
+
+
+def is_locked(exc: Exception) -> bool:
+    """DuckDB's error when another process holds the file (or ours, made of it)."""
+    return "in use by another process" in str(exc) or "Could not set lock" in str(exc)
+
+
+def _open_waiting(
+    db: Path, read_only: bool, encryption_key: str | None, config: dict[str, str], wait_s: float
+) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return _open_file(db, read_only, encryption_key, config)
+        except StoreError as exc:
+            if not is_locked(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _open_file(

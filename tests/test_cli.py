@@ -83,6 +83,7 @@ def test_every_command_has_help(cli):
         "reaudit",
         "report",
         "review",
+        "console",
     ]:
         proc = run(cli, [cmd, "--help"])
         assert proc.returncode == 0 and f"usage: callaudit {cmd}" in proc.stdout.lower()
