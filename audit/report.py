@@ -75,9 +75,13 @@ class Period:
 
 
 def open_snapshot(
-    db: str | Path, period: Period = Period(), encryption_key: str | None = None
+    db: str | Path,
+    period: Period = Period(),
+    encryption_key: str | None = None,
+    transcripts_of_top: int = 0,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory copy of the period's calls, findings and reviews, with the views.
+    """An in-memory copy of the period's calls, findings and reviews, with the views;
+    with ``transcripts_of_top``, the utterances of that many riskiest calls too.
 
     The audit file is attached read-only (with its key when encrypted at rest).
     """
@@ -98,8 +102,10 @@ def open_snapshot(
         con.close()
         raise store._open_error(db, exc) from exc
     _copy_period(con, period)
-    con.execute("DETACH src")
     store.create_views(con)
+    if transcripts_of_top > 0:
+        _copy_transcripts(con, transcripts_of_top)
+    con.execute("DETACH src")
     return con
 
 
@@ -120,14 +126,6 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
     con.execute(
         "INSERT INTO reviews BY NAME SELECT * FROM src.reviews "
         "WHERE finding_id IN (SELECT finding_id FROM findings)"
-    )
-    # The transcripts of calls with findings, for the per-call drill-down: the stored
-    # text only (PII masked); Whisper's raw text may hold the numbers and is left behind.
-    flag = "asr_flag" if _src_has_column(con, "utterances", "asr_flag") else "NULL"
-    con.execute(
-        "INSERT INTO utterances (call_id, idx, speaker, start_s, end_s, text, raw_text, asr_flag) "
-        f"SELECT call_id, idx, speaker, start_s, end_s, text, '', {flag} FROM src.utterances "
-        "WHERE call_id IN (SELECT DISTINCT call_id FROM findings)"
     )
     # Where personal numbers were said (masked in the text): bleeped in audio clips.
     con.execute(
@@ -150,6 +148,27 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
             "INSERT INTO review_log SELECT finding_id, verdict, note, "
             "coalesce(reviewer, 'unknown'), coalesce(reviewed_at, now()) FROM reviews"
         )
+
+
+# The report's riskiest calls, in its order (call_risk counts what was said once).
+_TOP_CALLS = (
+    "SELECT r.*, call_day(c.started_at, c.timezone, c.audited_at) AS day "
+    "FROM call_risk r JOIN calls c USING (call_id) WHERE r.findings > 0 "
+    "ORDER BY r.risk_score DESC, r.findings DESC, r.call_id LIMIT ?"
+)
+
+
+def _copy_transcripts(con: duckdb.DuckDBPyConnection, top: int) -> None:
+    """The utterances of the ``top`` riskiest calls, for the per-call drill-down: the
+    stored text only (PII masked); Whisper's raw text may hold the numbers and stays
+    behind."""
+    flag = "asr_flag" if _src_has_column(con, "utterances", "asr_flag") else "NULL"
+    con.execute(
+        "INSERT INTO utterances (call_id, idx, speaker, start_s, end_s, text, raw_text, asr_flag) "
+        f"SELECT call_id, idx, speaker, start_s, end_s, text, '', {flag} FROM src.utterances "
+        f"WHERE call_id IN (SELECT call_id FROM ({_TOP_CALLS}))",
+        [top],
+    )
 
 
 def _src_has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -301,7 +320,7 @@ def render_report(
 ) -> Path:
     """Write the HTML report of ``db`` for ``period`` to ``out``; with a clip budget
     (bytes, None: no clips), each finding of the top calls gets its audio clip."""
-    con = open_snapshot(db, period, encryption_key)
+    con = open_snapshot(db, period, encryption_key, transcripts_of_top=top)
     try:
         clips = None if clip_budget_bytes is None else Clips(con, clip_budget_bytes)
         page = build_html(con, Path(db).name, period, top, clips)
@@ -471,13 +490,7 @@ MAX_UTTERANCES = 3000
 
 
 def _risk_calls(con: duckdb.DuckDBPyConnection, top: int, clips: Clips | None = None) -> str:
-    calls = rows(
-        con,
-        "SELECT r.*, call_day(c.started_at, c.timezone, c.audited_at) AS day "
-        "FROM call_risk r JOIN calls c USING (call_id) WHERE r.findings > 0 "
-        "ORDER BY r.risk_score DESC, r.findings DESC, r.call_id LIMIT ?",
-        [top],
-    )
+    calls = rows(con, _TOP_CALLS, [top])
     if not calls:
         return '<p class="empty">no findings in this period</p>'
     blocks = [_risk_call(con, c, clips) for c in calls]
@@ -660,10 +673,11 @@ def _metrics_table(metrics: list[dict]) -> str:
         ("agent peak", _maybe(m["agent_peak_dbfs"], "{:.1f} dBFS")),
         ("pace, mean / fastest", f"{_maybe(m['mean_pace_cps'], '{:.1f}')} / "
          f"{_maybe(m['max_pace_cps'], '{:.1f}')} chars/s"),
-        ("checks not run", m["not_run"] or "—"),
-        ("conduct policy", m["conduct_version"] or "—"),
     ]  # fmt: skip
-    trs = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in fields)
+    # What could not be measured (a mono call, no speech timeline) is left out; why is said.
+    fields = [(k, v) for k, v in fields if v not in ("—", "— / — chars/s")]
+    fields += [("checks not run", m["not_run"]), ("conduct policy", m["conduct_version"])]
+    trs = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v or '—')}</td></tr>" for k, v in fields)
     return f'<table class="kv"><caption>conduct</caption>{trs}</table>'
 
 
@@ -1107,8 +1121,10 @@ svg .grid { stroke: #eee; }
 .filters output { color: #666; }
 details.drill { margin: 6px 0 14px; }
 details.drill > summary { cursor: pointer; color: #2c5f8a; font-size: 13px; }
-.record { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; margin: 6px 0; }
-table.kv { width: auto; min-width: 320px; }
+.record { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px;
+  align-items: start; margin: 6px 0; }
+table.kv { width: 100%; }
+.call table.kv td { overflow-wrap: anywhere; white-space: normal; }
 table.kv caption { text-align: left; font-weight: bold; font-size: 13px; padding: 2px 0; }
 table.kv th { font-weight: normal; color: #555; white-space: nowrap; }
 ol.transcript { list-style: none; padding: 0; margin: 6px 0; font-size: 14px; }

@@ -501,6 +501,13 @@ def test_calls_beyond_the_top_are_counted_as_left_out(db, tmp_path):
     page = text.read_text(encoding="utf-8")
     assert page.count('<div class="call" data-call=') == 2
     assert "4 more call(s) with findings in this period are not shown" in page
+    con = report.open_snapshot(db, transcripts_of_top=2)  # only the shown calls' words
+    try:
+        held = con.execute("SELECT DISTINCT call_id FROM utterances").fetchall()
+        raw = con.execute("SELECT count(*) FROM utterances WHERE raw_text <> ''").fetchone()
+    finally:
+        con.close()
+    assert len(held) == 2 and raw == (0,)
 
 
 def test_a_database_without_call_metrics_still_has_its_drill_down(drill_db, tmp_path):
