@@ -6,8 +6,11 @@ incremental skipping and the summary mean the same thing everywhere.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -15,6 +18,9 @@ from audit import store
 from audit.audio import sha256_file
 from audit.model import describe_model
 from audit.pipeline import AuditOptions, CallInput, CallResult, detection_version
+
+if TYPE_CHECKING:
+    from audit.progress import ProgressSink
 
 
 @dataclass
@@ -76,27 +82,71 @@ def plan_batch(
 
 @dataclass
 class Progress:
+    """The batch's counts as calls finish; with a sink (``audit.progress``) it also shows
+    them: ``with Progress(total, sink) as progress: ... progress.update(result)``."""
+
     total: int
+    sink: ProgressSink | None = None
     done: int = 0
     failed: int = 0
     audio_s: float = 0.0
     findings: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    started: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
+
+    def __enter__(self) -> Progress:
+        if self.sink is not None:
+            self.sink.start(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
     def update(self, result: CallResult) -> str:
+        """Count a finished call; its progress line (also shown by the sink)."""
         self.done += 1
         self.audio_s += result.duration_s or 0.0
         self.findings += len(result.findings)
-        if result.status != "ok":
+        failed = result.status != "ok"
+        if failed:
             self.failed += 1
             self.failures.append((result.call_id, result.error or "unknown error"))
-            what = f"FAILED: {result.error}"
+            what = f"FAILED: {display_name(str(result.error), 300)}"
         else:
             what = f"{len(result.findings)} findings"
-        return (
-            f"[{self.done}/{self.total}] {result.call_id}: {what} "
-            f"({self.audio_s / 60:.1f} audio min done)"
+        from audit.progress import format_eta
+
+        line = (
+            f"[{self.done}/{self.total}] {display_name(result.call_id)}: {what} "
+            f"({self.audio_s / 60:.1f} audio min done; {self.audio_min_per_s():.2f} audio "
+            f"min/s, ETA {format_eta(self.eta_s())}, {self.failed} failed)"
         )
+        if self.sink is not None:
+            self.sink.advance(self, line, failed)
+        return line
+
+    def elapsed_s(self) -> float:
+        return max(self.clock() - self.started, 1e-6)
+
+    def audio_min_per_s(self) -> float:
+        """Audio minutes audited per second of the batch so far (its throughput)."""
+        return self.audio_s / 60 / self.elapsed_s()
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace of the calls audited so far (None before the first):
+        a recording that fails to open costs next to nothing and would make it 0."""
+        audited = self.done - self.failed
+        if self.done >= self.total:
+            return 0.0
+        if not audited:
+            return None
+        return self.elapsed_s() / audited * (self.total - self.done)
 
 
 @dataclass

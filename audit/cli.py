@@ -398,10 +398,12 @@ def cmd_audit(args: Namespace) -> int:
     if problem:
         error(problem)
         return EXIT_ERROR
+    from audit.progress import for_stream
     from flows.runner import run_audit  # imports Prefect: only here
 
     try:
         summary = run_audit(
+            progress_sink=for_stream(sys.stderr),  # a live bar on a terminal, else lines
             processes=args.processes,
             dask_address=args.dask_address,
             inbox=os.path.abspath(args.inbox),  # workers may run elsewhere

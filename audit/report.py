@@ -3,12 +3,16 @@
 The audit database is opened read-only and the period's calls, findings and reviews are
 copied into an in-memory database where the views of ``sql/views/`` are created, so the
 report shows exactly what the views compute, for the period, even on a file written by
-an older version.  The HTML has inline CSS and inline SVG charts: it opens offline, can
-be mailed, and needs no script.  All text is HTML-escaped.
+an older version.  The HTML has inline CSS, inline SVG charts, audio clips as data URIs
+and one small inline script (the filters of the per-call drill-down): it opens offline
+and can be mailed; its Content-Security-Policy lets it fetch nothing and run no other
+script.  All text is HTML-escaped; no report text is ever inside the script.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import shutil
 import subprocess
@@ -71,9 +75,13 @@ class Period:
 
 
 def open_snapshot(
-    db: str | Path, period: Period = Period(), encryption_key: str | None = None
+    db: str | Path,
+    period: Period = Period(),
+    encryption_key: str | None = None,
+    transcripts_of_top: int = 0,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory copy of the period's calls, findings and reviews, with the views.
+    """An in-memory copy of the period's calls, findings and reviews, with the views;
+    with ``transcripts_of_top``, the utterances of that many riskiest calls too.
 
     The audit file is attached read-only (with its key when encrypted at rest).
     """
@@ -94,8 +102,10 @@ def open_snapshot(
         con.close()
         raise store._open_error(db, exc) from exc
     _copy_period(con, period)
-    con.execute("DETACH src")
     store.create_views(con)
+    if transcripts_of_top > 0:
+        _copy_transcripts(con, transcripts_of_top)
+    con.execute("DETACH src")
     return con
 
 
@@ -140,11 +150,42 @@ def _copy_period(con: duckdb.DuckDBPyConnection, period: Period) -> None:
         )
 
 
+# The report's riskiest calls, in its order (call_risk counts what was said once).
+_TOP_CALLS = (
+    "SELECT r.*, call_day(c.started_at, c.timezone, c.audited_at) AS day "
+    "FROM call_risk r JOIN calls c USING (call_id) WHERE r.findings > 0 "
+    "ORDER BY r.risk_score DESC, r.findings DESC, r.call_id LIMIT ?"
+)
+
+
+def _copy_transcripts(con: duckdb.DuckDBPyConnection, top: int) -> None:
+    """The utterances of the ``top`` riskiest calls, for the per-call drill-down: the
+    stored text only (PII masked); Whisper's raw text may hold the numbers and stays
+    behind."""
+    flag = "asr_flag" if _src_has_column(con, "utterances", "asr_flag") else "NULL"
+    con.execute(
+        "INSERT INTO utterances (call_id, idx, speaker, start_s, end_s, text, raw_text, asr_flag) "
+        f"SELECT call_id, idx, speaker, start_s, end_s, text, '', {flag} FROM src.utterances "
+        f"WHERE call_id IN (SELECT call_id FROM ({_TOP_CALLS}))",
+        [top],
+    )
+
+
 def _src_has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' AND table_name = ?",
             [table],
+        ).fetchone()[0]
+    )
+
+
+def _src_has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'src' "
+            "AND table_name = ? AND column_name = ?",
+            [table, column],
         ).fetchone()[0]
     )
 
@@ -279,7 +320,7 @@ def render_report(
 ) -> Path:
     """Write the HTML report of ``db`` for ``period`` to ``out``; with a clip budget
     (bytes, None: no clips), each finding of the top calls gets its audio clip."""
-    con = open_snapshot(db, period, encryption_key)
+    con = open_snapshot(db, period, encryption_key, transcripts_of_top=top)
     try:
         clips = None if clip_budget_bytes is None else Clips(con, clip_budget_bytes)
         page = build_html(con, Path(db).name, period, top, clips)
@@ -319,6 +360,8 @@ def build_html(
         css=_CSS.replace("FONTS", FONT_STACK),
         meta=esc(f"database {db_name} · period: {period.label()} · generated {generated}"),
         body="\n".join(sections),
+        csp=esc(_csp()),
+        script=_SCRIPT,
     )
 
 
@@ -355,19 +398,26 @@ def _totals_section(con: duckdb.DuckDBPyConnection) -> str:
     return f'<section class="cards">{items}</section>'
 
 
-def _table(headers: list[str], body: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+def _table(
+    headers: list[str],
+    body: list[list[Any]],
+    numeric: set[int] = frozenset(),
+    row_attrs: list[str] | None = None,
+) -> str:
+    """A table of escaped cells; ``row_attrs``: markup already escaped, one per row."""
     if not body:
         return '<p class="empty">nothing in this period</p>'
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     trs = []
-    for r in body:
+    for n, r in enumerate(body):
         cells = "".join(
             f'<td class="num">{esc(v)}</td>'
             if i in numeric
             else f"<td>{v if isinstance(v, Html) else esc(v)}</td>"
             for i, v in enumerate(r)
         )
-        trs.append(f"<tr>{cells}</tr>")
+        attrs = f" {row_attrs[n]}" if row_attrs else ""
+        trs.append(f"<tr{attrs}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
 
 
@@ -434,39 +484,98 @@ def _rule_table(con: duckdb.DuckDBPyConnection) -> str:
     return _table(headers, body, numeric={3, 4, 5, 6, 7, 8})
 
 
+# The drill-down shows at most this many utterances of one call (an hours-long recording
+# would otherwise swell the page); the page says when it cut one short.
+MAX_UTTERANCES = 3000
+
+
 def _risk_calls(con: duckdb.DuckDBPyConnection, top: int, clips: Clips | None = None) -> str:
-    calls = rows(
-        con,
-        "SELECT * FROM call_risk WHERE findings > 0 "
-        "ORDER BY risk_score DESC, findings DESC, call_id LIMIT ?",
-        [top],
-    )
+    calls = rows(con, _TOP_CALLS, [top])
     if not calls:
         return '<p class="empty">no findings in this period</p>'
-    return "\n".join(_risk_call(con, c, clips) for c in calls)
+    blocks = [_risk_call(con, c, clips) for c in calls]
+    with_findings = con.execute("SELECT count(*) FROM call_risk WHERE findings > 0").fetchone()[0]
+    left_out = ""
+    if with_findings > len(calls):
+        left_out = (
+            f'<p class="meta">{with_findings - len(calls)} more call(s) with findings in this '
+            f"period are not shown: the report drills into the top {top} (--top N).</p>"
+        )
+    return _filters(con, [c["call_id"] for c in calls]) + left_out + "\n".join(blocks)
+
+
+def _filters(con: duckdb.DuckDBPyConnection, call_ids: list[str]) -> str:
+    """The filter bar over the calls below (the page's one inline script reads it)."""
+    present = rows(
+        con,
+        "SELECT DISTINCT f.category, f.severity, c.agent_id, "
+        "call_day(c.started_at, c.timezone, c.audited_at) AS day "
+        "FROM findings f JOIN calls c USING (call_id) WHERE list_contains(?, call_id)",
+        [call_ids],
+    )
+    categories = {p["category"] for p in present}
+    ordered = [c for c in CATEGORIES if c in categories] + sorted(categories - set(CATEGORIES))
+    severities = {p["severity"] for p in present}
+    sev_order = [s for s in SEVERITIES if s in severities] + sorted(severities - set(SEVERITIES))
+    agents = sorted({_agent_key(p["agent_id"]) for p in present})
+    days = sorted(str(p["day"]) for p in present if p["day"] is not None)
+
+    def select(name: str, values: list[str]) -> str:
+        options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+        return (
+            f'<label>{name} <select name="{name}"><option value="">all</option>'
+            f"{options}</select></label>"
+        )
+
+    bounds = f' min="{days[0]}" max="{days[-1]}"' if days else ""
+    return (
+        '<form id="filters" class="filters" autocomplete="off">'
+        + select("category", ordered)
+        + select("severity", sev_order)
+        + select("agent", agents)
+        + f'<label>from <input type="date" name="from"{bounds}></label>'
+        + f'<label>to <input type="date" name="to"{bounds}></label>'
+        + '<button type="reset">show all</button> <output id="shown"></output></form>'
+        + '<p class="meta">Filters work in the page (no server); the address keeps them '
+        "(<code>#category=threat&amp;agent=A07</code>). They apply to the calls below, "
+        "not to the charts and tables above. Open a call's transcript for the findings in "
+        "place.</p>"
+    )
+
+
+def _agent_key(agent_id: str | None) -> str:
+    return agent_id or "(no call record)"
+
+
+def _bars(values: Any) -> str:
+    """``|a|b|``: a list in one data attribute, matched whole by the page's script."""
+    return "|" + "|".join(sorted({str(v) for v in values})) + "|"
 
 
 def _risk_call(con: duckdb.DuckDBPyConnection, call: dict, clips: Clips | None = None) -> str:
+    call_id = call["call_id"]
+    record = rows(con, "SELECT * FROM calls WHERE call_id = ?", [call_id])[0]
     evidence = rows(
         con,
-        "SELECT * FROM violations WHERE call_id = ? ORDER BY start_s NULLS FIRST, rule_id",
-        [call["call_id"]],
+        "SELECT v.*, f.utterance_idx, f.char_start, f.char_end FROM violations v "
+        "JOIN findings f USING (finding_id) WHERE v.call_id = ? "
+        "ORDER BY v.start_s NULLS FIRST, v.rule_id",
+        [call_id],
     )
     when = con.execute(
         "SELECT coalesce(strftime(local_time(started_at, timezone), '%Y-%m-%d %H:%M ') "
         "|| coalesce(timezone, 'UTC'), 'time unknown') FROM calls WHERE call_id = ?",
-        [call["call_id"]],
+        [call_id],
     ).fetchone()[0]
-    unmeasured = con.execute(
-        "SELECT not_run FROM call_metrics WHERE call_id = ?", [call["call_id"]]
-    ).fetchone()
+    metrics = rows(con, "SELECT * FROM call_metrics WHERE call_id = ?", [call_id])
+    unmeasured = metrics[0]["not_run"] if metrics else None
     head = (
-        f'<h3>{esc(call["call_id"])} <span class="score">risk {esc(call["risk_score"])}</span></h3>'
+        f'<h3>{esc(call_id)} <span class="score">risk {esc(call["risk_score"])}</span></h3>'
         f'<p class="meta">agent {esc(call["agent_id"] or "—")} · debtor '
         f"{esc(call['debtor_id'] or '—')} · {esc(when)} · {esc(call['status'])}</p>"
     )
-    if unmeasured and unmeasured[0]:
-        head += f'<p class="meta">conduct checks not run: {esc(unmeasured[0])}</p>'
+    if unmeasured:
+        head += f'<p class="meta">conduct checks not run: {esc(unmeasured)}</p>'
 
     body = [
         [
@@ -479,12 +588,217 @@ def _risk_call(con: duckdb.DuckDBPyConnection, call: dict, clips: Clips | None =
             e["citation"],
             _review_cell(e),
         ]
-        + ([clips.cell(call["call_id"], e)] if clips is not None else [])
+        + ([clips.cell(call_id, e)] if clips is not None else [])
+        for e in evidence
+    ]
+    row_attrs = [
+        f'data-finding="{esc(e["finding_id"])}" data-category="{esc(e["category"])}" '
+        f'data-severity="{esc(e["severity"])}"'
         for e in evidence
     ]
     headers = ["speaker", "time", "evidence", "match", "rule", "severity", "citation", "review"]
     headers += ["listen"] if clips is not None else []
-    return f'<div class="call">{head}{_table(headers, body)}</div>'
+    transcript, n_utterances = _transcript(con, call_id, evidence)
+    drill = (
+        '<details class="drill"><summary>Call record, conduct and full transcript '
+        f"({n_utterances} utterances)</summary>"
+        f'<div class="record">{_record_table(record, when)}{_metrics_table(metrics)}</div>'
+        f"{transcript}</details>"
+    )
+    attrs = (
+        f'data-call="{esc(call_id)}" data-agent="{esc(_agent_key(call["agent_id"]))}" '
+        f'data-date="{esc(call["day"] or "")}" '
+        f'data-categories="{esc(_bars(e["category"] for e in evidence))}" '
+        f'data-severities="{esc(_bars(e["severity"] for e in evidence))}"'
+    )
+    table = _table(headers, body, row_attrs=row_attrs)
+    return f'<div class="call" {attrs}>{head}{table}{drill}</div>'
+
+
+def _record_table(r: dict, when: str) -> str:
+    """The call's record as the calls table holds it (the callee's number masked)."""
+    number = r["callee_number"]
+    if number:
+        number = "*" * max(0, len(number) - 4) + number[-4:]
+    answered = {True: "yes", False: "no"}.get(r["answered"])
+    recording = None
+    if r["channels"]:
+        recording = f"{r['channels']} channel(s)"
+        if r["sample_rate"]:
+            recording += f", {r['sample_rate']} Hz"
+        if r["codec"]:
+            recording += f", {r['codec']}"
+        if r.get("channel_roles"):
+            recording += f"; channels: {r['channel_roles']}"
+    audited = None
+    if r["audited_at"] is not None:
+        audited = r["audited_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        audited += "".join(
+            f"; {k} {r[c]}" for k, c in (("model", "model"), ("rules", "rules_version")) if r[c]
+        )
+    fields = [
+        ("call", r["call_id"]),
+        ("status", r["status"] + (f": {r['error']}" if r["error"] else "")),
+        ("agent", r["agent_id"]),
+        ("debtor", r["debtor_id"]),
+        ("callee number", number),
+        ("callee relation (call record)", r["callee_relation"]),
+        ("callee, as the conversation shows", r.get("callee_inferred")),
+        ("start (debtor's local time)", when),
+        ("direction", r["direction"]),
+        ("answered", answered),
+        ("duration", None if r["duration_s"] is None else f"{r['duration_s']:.1f} s"),
+        ("recording", recording),
+        ("audited", audited),
+    ]
+    trs = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v or '—')}</td></tr>" for k, v in fields)
+    return f'<table class="kv"><caption>call record</caption>{trs}</table>'
+
+
+def _metrics_table(metrics: list[dict]) -> str:
+    if not metrics:
+        return '<p class="meta">conduct: not measured for this call</p>'
+    m = metrics[0]
+    fields = [
+        ("agent talk", _maybe(m["agent_talk_s"], "{:.1f} s")),
+        ("customer talk", _maybe(m["customer_talk_s"], "{:.1f} s")),
+        ("agent share of talk", _maybe(m["talk_ratio"], "{:.0%}")),
+        ("overtalk", _maybe(m["overtalk_s"], "{:.1f} s")),
+        ("overtalk events", _maybe(m["overtalk_events"], "{}")),
+        ("interruptions", _maybe(m["interruptions"], "{}")),
+        ("longest silence", _maybe(m["longest_silence_s"], "{:.1f} s")),
+        ("agent median level", _maybe(m["agent_median_dbfs"], "{:.1f} dBFS")),
+        ("agent loudness range", _maybe(m["agent_loudness_range_db"], "{:.1f} dB")),
+        ("loudest second over median", _maybe(m["agent_max_above_median_db"], "{:+.1f} dB")),
+        ("agent peak", _maybe(m["agent_peak_dbfs"], "{:.1f} dBFS")),
+        ("pace, mean / fastest", f"{_maybe(m['mean_pace_cps'], '{:.1f}')} / "
+         f"{_maybe(m['max_pace_cps'], '{:.1f}')} chars/s"),
+    ]  # fmt: skip
+    # What could not be measured (a mono call, no speech timeline) is left out; why is said.
+    fields = [(k, v) for k, v in fields if v not in ("—", "— / — chars/s")]
+    fields += [("checks not run", m["not_run"]), ("conduct policy", m["conduct_version"])]
+    trs = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v or '—')}</td></tr>" for k, v in fields)
+    return f'<table class="kv"><caption>conduct</caption>{trs}</table>'
+
+
+def _transcript(
+    con: duckdb.DuckDBPyConnection, call_id: str, evidence: list[dict]
+) -> tuple[str, int]:
+    """Both channels' utterances in time order, each finding highlighted where it was
+    said; findings with a time but no utterance (conduct) stand at their time, findings
+    of the whole call (contact rules) above."""
+    utterances = rows(
+        con,
+        "SELECT idx, speaker, start_s, end_s, text, asr_flag FROM utterances "
+        "WHERE call_id = ? ORDER BY start_s, idx LIMIT ?",
+        [call_id, MAX_UTTERANCES + 1],
+    )
+    cut = len(utterances) > MAX_UTTERANCES
+    utterances = utterances[:MAX_UTTERANCES]
+    (total,) = con.execute(
+        "SELECT count(*) FROM utterances WHERE call_id = ?", [call_id]
+    ).fetchone()
+    known = {u["idx"] for u in utterances}
+    by_utterance: dict[int, list[dict]] = {}
+    timed, whole = [], []
+    for e in evidence:
+        if e["utterance_idx"] in known:
+            by_utterance.setdefault(e["utterance_idx"], []).append(e)
+        elif e["start_s"] is not None:
+            timed.append(e)
+        else:
+            whole.append(e)
+    items: list[tuple[float, int, str]] = []
+    for u in utterances:
+        said = _highlight(u["text"], by_utterance.get(u["idx"], []))
+        flag = (
+            f' <span class="flag">(ASR: {esc(u["asr_flag"])}, not checked)</span>'
+            if u["asr_flag"]
+            else ""
+        )
+        items.append(
+            (
+                u["start_s"],
+                0,
+                f'<li class="utt spk-{esc(u["speaker"])}" data-idx="{esc(u["idx"])}">'
+                f'<span class="when">{esc(_span(u["start_s"], u["end_s"]))}</span>'
+                f'<span class="who">{esc(u["speaker"])}</span>'
+                f'<span class="said">{said}</span>{flag}</li>',
+            )
+        )
+    for e in timed:
+        items.append(
+            (
+                e["start_s"],
+                1,
+                f'<li class="event"><span class="when">{esc(_span(e["start_s"], e["end_s"]))}'
+                f'</span><span class="who">{esc(e["speaker"] or "call")}</span>'
+                f'<span class="said">{_mark(e["match"] or e["text"] or e["rule_id"], [e])}'
+                "</span></li>",
+            )
+        )
+    items.sort(key=lambda item: (item[0], item[1]))
+    parts = ['<p class="legend">Findings are highlighted where they were said, coloured '
+             "by severity: "
+             + " ".join(f'<mark class="sev-{s}">{s}</mark>' for s in SEVERITIES)
+             + "; hover one for its rule, category, severity and citation. "
+             "Numbers were masked when the call was stored.</p>"]  # fmt: skip
+    if whole:
+        parts.append(
+            '<p class="whole">Findings of the whole call: '
+            + " ".join(_mark(e["rule_id"], [e]) for e in whole)
+            + "</p>"
+        )
+    if not utterances:
+        parts.append('<p class="empty">no transcript stored for this call</p>')
+    else:
+        parts.append('<ol class="transcript">' + "".join(i[2] for i in items) + "</ol>")
+    if cut:
+        parts.append(
+            f'<p class="meta">transcript cut at {MAX_UTTERANCES} of {total} utterances</p>'
+        )
+    return "".join(parts), total
+
+
+def _char_span(text: str, finding: dict) -> tuple[int, int]:
+    """Where the finding's words are in the utterance: its stored characters, else its
+    match found in the text, else the whole utterance."""
+    a, b = finding.get("char_start"), finding.get("char_end")
+    if isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= len(text):
+        return a, b
+    match = finding.get("match")
+    if match and match in text:
+        a = text.index(match)
+        return a, a + len(match)
+    return 0, len(text)
+
+
+def _highlight(text: str, findings: list[dict]) -> str:
+    """The utterance, escaped, with each finding's span in a <mark>; where spans overlap
+    the shared piece is marked once with every finding it belongs to."""
+    if not findings:
+        return esc(text)
+    spans = [(*_char_span(text, f), f) for f in findings]
+    cuts = sorted({0, len(text), *(a for a, _, _ in spans), *(b for _, b, _ in spans)})
+    out = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        cover = [f for s, e, f in spans if s <= a and b <= e]
+        out.append(_mark(text[a:b], cover) if cover else esc(text[a:b]))
+    return "".join(out)
+
+
+def _mark(piece: str, findings: list[dict]) -> str:
+    worst = max(findings, key=lambda f: SEVERITY_WEIGHT.get(f["severity"], 0))["severity"]
+    title = "\n".join(
+        f"{f['rule_id']} · {f['category']} · {f['severity']} · {f['citation']}" for f in findings
+    )
+    ids = " ".join(f["finding_id"] for f in findings)
+    return (
+        f'<mark class="sev-{esc(worst)}" data-findings="{esc(ids)}" '
+        f'data-categories="{esc(_bars(f["category"] for f in findings))}" '
+        f'data-severities="{esc(_bars(f["severity"] for f in findings))}" '
+        f'title="{esc(title)}">{esc(piece)}</mark>'
+    )
 
 
 class Html(str):
@@ -698,10 +1012,77 @@ def _svg(width: int, height: int, parts: list[str], label: str) -> str:
     )
 
 
+# The page's one script: the calls section's filters (category, severity, agent, dates),
+# kept in the address (#category=threat&agent=A07).  It reads the data-* attributes of the
+# calls, their findings' rows and their transcript highlights; it carries no data itself,
+# so no report text is ever inside a <script>.  The page's Content-Security-Policy lets
+# only this exact script run (its hash) and fetch nothing.
+_SCRIPT = """
+(function () {
+  "use strict";
+  var form = document.getElementById("filters");
+  if (!form) return;
+  var names = ["category", "severity", "agent", "from", "to"];
+  var each = function (list, fn) { Array.prototype.forEach.call(list, fn); };
+  var has = function (bars, v) { return !v || (bars || "").indexOf("|" + v + "|") >= 0; };
+  function apply() {
+    var f = {};
+    names.forEach(function (n) { f[n] = form.elements[n].value; });
+    var calls = document.querySelectorAll("div.call[data-call]"), shown = 0;
+    each(calls, function (call) {
+      var d = call.dataset;
+      var fits = (!f.agent || d.agent === f.agent) &&
+        (!f.from || d.date >= f.from) && (!f.to || d.date <= f.to);
+      var any = false;
+      each(call.querySelectorAll("tr[data-finding]"), function (tr) {
+        var ok = fits && (!f.category || tr.dataset.category === f.category) &&
+          (!f.severity || tr.dataset.severity === f.severity);
+        tr.hidden = !ok;
+        any = any || ok;
+      });
+      each(call.querySelectorAll("mark[data-findings]"), function (m) {
+        var on = has(m.dataset.categories, f.category) && has(m.dataset.severities, f.severity);
+        m.classList.toggle("off", !on);
+      });
+      call.hidden = !any;
+      if (any) shown += 1;
+    });
+    document.getElementById("shown").textContent =
+      shown + " of " + calls.length + " calls shown";
+    var hash = names.filter(function (n) { return f[n]; })
+      .map(function (n) { return n + "=" + encodeURIComponent(f[n]); }).join("&");
+    try {
+      history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search);
+    } catch (e) { /* a browser that refuses it: the filters still apply */ }
+  }
+  location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
+    var i = kv.indexOf("=");
+    if (i < 1 || names.indexOf(kv.slice(0, i)) < 0) return;
+    try { form.elements[kv.slice(0, i)].value = decodeURIComponent(kv.slice(i + 1)); }
+    catch (e) { /* a malformed address: that filter stays off */ }
+  });
+  form.addEventListener("change", apply);
+  form.addEventListener("input", apply);
+  form.addEventListener("reset", function () { setTimeout(apply, 0); });
+  form.addEventListener("submit", function (e) { e.preventDefault(); });
+  apply();
+})();
+"""
+
+
+def _csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    return (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; media-src data:; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
+
+
 _PAGE = """<!DOCTYPE html>
 <html lang="zh-CN">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>{css}</style>
@@ -710,6 +1091,7 @@ _PAGE = """<!DOCTYPE html>
 <h1>{title}</h1>
 <p class="meta">{meta}</p>
 {body}
+<script>{script}</script>
 </body>
 </html>
 """
@@ -733,6 +1115,35 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: #888; font-style: italic; }
 svg text { font-family: FONTS; font-size: 12px; fill: #333; }
 svg .grid { stroke: #eee; }
+[hidden] { display: none !important; }
+.filters { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; font-size: 13px;
+  background: #f7f7f7; border: 1px solid #e2e2e2; border-radius: 6px; padding: 6px 10px; }
+.filters output { color: #666; }
+details.drill { margin: 6px 0 14px; }
+details.drill > summary { cursor: pointer; color: #2c5f8a; font-size: 13px; }
+.record { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px;
+  align-items: start; margin: 6px 0; }
+table.kv { width: 100%; }
+.call table.kv td { overflow-wrap: anywhere; white-space: normal; }
+table.kv caption { text-align: left; font-weight: bold; font-size: 13px; padding: 2px 0; }
+table.kv th { font-weight: normal; color: #555; white-space: nowrap; }
+ol.transcript { list-style: none; padding: 0; margin: 6px 0; font-size: 14px; }
+ol.transcript li { display: flex; gap: 8px; padding: 3px 6px; border-bottom: 1px solid #f0f0f0; }
+ol.transcript .when { color: #888; font-size: 12px; min-width: 92px; white-space: nowrap;
+  font-variant-numeric: tabular-nums; }
+ol.transcript .who { font-size: 12px; min-width: 64px; font-weight: bold; }
+li.spk-agent .who { color: #2c5f8a; }
+li.spk-customer { background: #fafaf5; }
+li.spk-customer .who { color: #7a5c00; }
+li.event { background: #f4f0fa; }
+.flag { color: #999; font-size: 12px; }
+mark { border-radius: 3px; padding: 0 1px; cursor: help; }
+mark.sev-critical { background: #f4a6a6; outline: 1px solid #7f0000; }
+mark.sev-high { background: #f9c0b0; }
+mark.sev-medium { background: #fde0c5; }
+mark.sev-low { background: #fff1c9; }
+mark.off { background: none; outline: none; }
+.legend, .whole { font-size: 12px; color: #555; margin: 6px 0; }
 """
 
 

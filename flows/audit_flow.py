@@ -23,6 +23,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from audit import batch, report, store  # noqa: E402
+from audit import progress as shown  # noqa: E402
 from audit.contact import check_calls  # noqa: E402
 from audit.manifest import dated_path, plan_inbox  # noqa: E402
 from audit.model import describe_model  # noqa: E402
@@ -167,15 +168,17 @@ def audit_inbox(
             len(plan.todo),
             len(plan.skipped),
         )
-        progress = batch.Progress(total=len(plan.todo))
-        futures = {audit_call_task.submit(call, options): call for call in plan.todo}
-        for future in as_completed(list(futures)):
-            try:
-                result = future.result()
-            except Exception as exc:  # the worker itself failed: record it, go on
-                result = failed_result(futures[future], options, f"worker failed: {exc!r}")
-            store.write_call(con, result)
-            logger.info(progress.update(result))
+        # Progress counts task completions here, whichever process ran the task; the
+        # command line's sink (a bar on a terminal, plain lines else) shows it.
+        with batch.Progress(total=len(plan.todo), sink=shown.active()) as progress:
+            futures = {audit_call_task.submit(call, options): call for call in plan.todo}
+            for future in as_completed(list(futures)):
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker itself failed: record it, go on
+                    result = failed_result(futures[future], options, f"worker failed: {exc!r}")
+                store.write_call(con, result)
+                logger.info(progress.update(result), extra=shown.LOG_EXTRA)
         checked = check_calls(con, records, plan, contact_policy)
         logger.info("contact rules: %s", contact_policy.describe())
         summary = {**batch.summarize(con, db, plan, progress).as_dict(), **checked}

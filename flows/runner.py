@@ -11,20 +11,25 @@ process group, so Ctrl-C killed it first and the flow run could never be marked 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flows.env import prepare_prefect_env
 
 prepare_prefect_env()
 
-from prefect.logging.handlers import APILogWorker  # noqa: E402
+from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler  # noqa: E402
 from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from audit import progress  # noqa: E402
+from audit.progress import ProgressSink  # noqa: E402
 from flows.audit_flow import audit_inbox  # noqa: E402
 
 
@@ -90,12 +95,50 @@ def make_task_runner(workers: int = 1, processes: int = 0, dask_address: str | N
     return ThreadPoolTaskRunner(max_workers=max(1, workers))
 
 
-def run_audit(processes: int = 0, dask_address: str | None = None, **params: Any) -> dict:
+class _NotProgress(logging.Filter):
+    """Leaves out the flow's per-call progress records (the sink shows them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "callaudit_progress", False)
+
+
+@contextmanager
+def _showing(sink: ProgressSink | None) -> Iterator[None]:
+    """While the flow runs, ``sink`` shows its progress, and Prefect's console log
+    leaves out the per-call lines the sink shows (its API log keeps them).  A live bar
+    draws on its own console: Prefect's console lines are printed through it, above the
+    bar, instead of over it."""
+    if sink is None:
+        yield
+        return
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _NotProgress()
+    consoles = [(h, h.console) for h in handlers]
+    for handler in handlers:
+        handler.addFilter(quiet)
+        if sink.console is not None:
+            handler.console = sink.console
+    try:
+        with progress.showing(sink):
+            yield
+    finally:
+        for handler, console in consoles:
+            handler.removeFilter(quiet)
+            handler.console = console
+
+
+def run_audit(
+    processes: int = 0,
+    dask_address: str | None = None,
+    progress_sink: ProgressSink | None = None,
+    **params: Any,
+) -> dict:
     """Run the flow with the right task runner; ``params`` are ``audit_inbox``'s.
 
-    Without a Prefect server in the environment, one is started for this run and
-    stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow run
-    is marked as ended).
+    ``progress_sink`` (``audit.progress``) shows the batch's progress, else the flow's
+    log lines do.  Without a Prefect server in the environment, one is started for this
+    run and stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow
+    run is marked as ended).
     """
     runner = make_task_runner(params.get("workers", 1), processes, dask_address)
     # Prefect reads its settings at import; a server named in the environment since
@@ -107,7 +150,7 @@ def run_audit(processes: int = 0, dask_address: str | None = None, **params: Any
         task_runner=runner, on_crashed=[lambda _flow, run, _state: crashed.append(run.id)]
     )
     try:
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        with temporary_settings(updates={PREFECT_API_URL: url}), _showing(progress_sink):
             try:
                 return flow(**params)
             except KeyboardInterrupt:
