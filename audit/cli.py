@@ -798,18 +798,23 @@ def cmd_sql(args: Namespace) -> int:
 
 
 def cmd_redact(args: Namespace) -> int:
-    from audit.redact import RedactError, redact_calls
+    from audit.redact import RedactError, plan, write_redacted
 
     con = _open_db(args, read_only=True)
     if con is None:
         return EXIT_ERROR
     try:
-        done = redact_calls(con, Path(args.out), args.call or None)
+        planned = plan(con, Path(args.out), args.call or None)
     except RedactError as exc:
         error(str(exc), "callaudit redact")
         return EXIT_USAGE
     finally:
-        con.close()
+        con.close()  # a reader holds the file lock: free it before hours of audio work
+    try:
+        done = write_redacted(planned, Path(args.out))
+    except OSError as exc:
+        error(f"cannot write into {args.out}: {exc}", "callaudit redact")
+        return EXIT_ERROR
     for r in done:
         if r.output:
             print(f"{r.call_id}: {r.spans} PII span(s), {r.bleeped_s:.1f} s bleeped -> {r.output}")
@@ -1408,7 +1413,9 @@ def _sql(f):
         click.option(
             "--write",
             is_flag=True,
-            help="open for writing (by default read-only, so the nightly audit can go on)",
+            help="open for writing (by default read-only: a query can't change the audit); "
+            "while a shell is open, DuckDB's file lock keeps the nightly audit out, so close "
+            "it when done",
         ),
         _encryption_option(opens=True),
     )(f)

@@ -390,12 +390,12 @@ def _judge_two_parties(
         metrics.talk_ratio = round(a_talk / (a_talk + c_talk), 3)
     overlaps = intersect(agent.spurts, customer.spurts)
     metrics.overtalk_s = round(total(overlaps), 2)
-    events = 0
+    overtalk_limits = []
     for rule in by_check.get("overtalk", []):
         limit = float(rule.params["min_overlap_s"])
+        overtalk_limits.append(limit)
         for a, b in overlaps:
             if b - a >= limit:
-                events += 1
                 hits.append(
                     _hit(
                         rule,
@@ -406,7 +406,12 @@ def _judge_two_parties(
                         f"overlap {_num(b - a)} s >= {_num(limit)} s",
                     )
                 )
-    metrics.overtalk_events = events
+    # Metrics count once, at the pack's lowest threshold, however many rules (severities)
+    # judge the same measure.
+    if overtalk_limits:
+        lowest = min(overtalk_limits)
+        metrics.overtalk_events = sum(1 for a, b in overlaps if b - a >= lowest)
+    interruption_counts: list[tuple[float, int]] = []
     # An interruption: the agent starts talking while the customer is talking.
     for rule in by_check.get("interruptions", []):
         min_s = float(rule.params["min_overlap_s"])
@@ -416,7 +421,7 @@ def _judge_two_parties(
             inside = next((c for c in customer.spurts if c[0] < a < c[1]), None)
             if inside and min(b, inside[1]) - a >= min_s:
                 found.append((a, min(b, inside[1])))
-        metrics.interruptions = len(found)
+        interruption_counts.append((min_s, len(found)))
         if len(found) > limit:
             times = ", ".join(f"{a:.1f}" for a, _ in found)
             hits.append(
@@ -429,6 +434,8 @@ def _judge_two_parties(
                     f"interruptions {len(found)} > {limit}",
                 )
             )
+    if interruption_counts:
+        metrics.interruptions = min(interruption_counts)[1]
     shout_rules = by_check.get("shouting", [])
     above = min((float(r.params["above_median_db"]) for r in shout_rules), default=10.0)
     min_s = min((float(r.params["min_s"]) for r in shout_rules), default=1.0)

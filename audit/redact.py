@@ -17,6 +17,7 @@ call: its output file, the spans and seconds bleeped, or why it was not redacted
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import wave
@@ -91,18 +92,51 @@ def redact_calls(
     """Redacted copies of the audited calls (all, or ``call_ids``) in ``out_dir``, and
     ``redaction.csv`` listing them.  A call that can't be redacted is listed with its
     reason; the others go on."""
+    return write_redacted(plan(con, out_dir, call_ids), out_dir)
+
+
+@dataclass(frozen=True)
+class Planned:
+    call_id: str
+    source: str | None
+    sha256: str | None
+    spans: tuple[tuple[float, float], ...]
+
+
+def plan(
+    con: duckdb.DuckDBPyConnection, out_dir: Path, call_ids: Sequence[str] | None = None
+) -> list[Planned]:
+    """What to redact, read from the database (which the caller may then close: a reader
+    holds DuckDB's file lock, and decoding every recording takes long)."""
     calls = _calls(con, call_ids)
-    sources = {Path(src).resolve().parent for _, src, _ in calls if src}
+    _check_out_dir(con, Path(out_dir), [src for _, src, _ in calls if src])
+    return [Planned(c, src, sha, tuple(pii_spans(con, c))) for c, src, sha in calls]
+
+
+def write_redacted(planned: Sequence[Planned], out_dir: Path) -> list[Redacted]:
     out_dir = Path(out_dir)
-    if out_dir.resolve() in sources:
-        raise RedactError(
-            f"{out_dir} holds the original recordings: give --out another folder "
-            "(originals are never written)"
-        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = [_redact_one(con, call_id, src, sha, out_dir) for call_id, src, sha in calls]
+    names = _output_names([p.call_id for p in planned])
+    done = [_redact_one(p, out_dir / names[p.call_id]) for p in planned]
     _write_manifest(out_dir / MANIFEST, done)
     return done
+
+
+def _check_out_dir(con: duckdb.DuckDBPyConnection, out_dir: Path, sources: Sequence[str]) -> None:
+    """OUT must not be, or lie inside, an audited inbox or a recording's folder: the next
+    audit would take the copies for new calls (and originals are never written)."""
+    out = out_dir.resolve()
+    inboxes = [
+        r[0]
+        for r in con.execute("SELECT DISTINCT inbox FROM runs WHERE inbox IS NOT NULL").fetchall()
+    ]
+    roots = {Path(p).resolve() for p in inboxes} | {Path(s).resolve().parent for s in sources}
+    for root in sorted(roots):
+        if out == root or root in out.parents:
+            raise RedactError(
+                f"{out_dir} is inside {root}, where audited recordings are: give --out a "
+                "folder outside every inbox (originals are never written)"
+            )
 
 
 def _calls(
@@ -120,40 +154,57 @@ def _calls(
     return [known[c] for c in dict.fromkeys(call_ids)]
 
 
-def _redact_one(
-    con: duckdb.DuckDBPyConnection,
-    call_id: str,
-    source: str | None,
-    sha256: str | None,
-    out_dir: Path,
-) -> Redacted:
-    spans = pii_spans(con, call_id)
-
+def _redact_one(p: Planned, out: Path) -> Redacted:
     def skipped(reason: str) -> Redacted:
-        return Redacted(call_id, source, None, len(spans), 0.0, reason)
+        out.unlink(missing_ok=True)  # no stale copy beside a row that says "not redacted"
+        return Redacted(p.call_id, p.source, None, len(p.spans), 0.0, reason)
 
-    if not source:
+    if not p.source:
         return skipped("no recording stored for this call")
-    path = Path(source)
-    if not path.is_file():
-        return skipped(f"recording not found at {path}")
-    if sha256 and sha256_file(path) != sha256:
-        return skipped("the recording changed since it was audited (its hash differs)")
-    out = out_dir / output_name(call_id)
+    path = Path(p.source)
     try:
-        seconds = redact_recording(path, spans, out)
+        if not path.is_file():
+            return skipped(f"recording not found at {path}")
+        if p.sha256 and sha256_file(path) != p.sha256:
+            return skipped("the recording changed since it was audited (its hash differs)")
+        seconds = redact_recording(path, p.spans, out)
     except (AudioError, OSError) as exc:
         return skipped(str(exc))
-    return Redacted(call_id, source, str(out), len(spans), round(seconds, 2))
+    return Redacted(p.call_id, p.source, str(out), len(p.spans), round(seconds, 2))
+
+
+def _output_names(call_ids: Sequence[str]) -> dict[str, str]:
+    """A distinct file name per call id: an id that is not a safe file name as it is
+    (``a/b``) gets a short hash of itself, so it can't meet ``a_b``."""
+    names = {}
+    for c in call_ids:
+        name = output_name(c)
+        if name != f"{c}.wav":
+            name = f"{name[:-4]}-{hashlib.sha1(c.encode('utf-8')).hexdigest()[:8]}.wav"
+        names[c] = name
+    return names
 
 
 def _write_manifest(path: Path, done: Sequence[Redacted]) -> None:
+    """``redaction.csv``: this run's rows, and the earlier rows of calls not redone."""
+    columns = ["call_id", "source", "output", "pii_spans", "bleeped_s", "error"]
+    rows: dict[str, list] = {}
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                rows[row["call_id"]] = [row.get(c, "") for c in columns]
+    for r in done:
+        rows[r.call_id] = [
+            r.call_id,
+            r.source or "",
+            r.output or "",
+            r.spans,
+            r.bleeped_s,
+            r.error or "",
+        ]
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["call_id", "source", "output", "pii_spans", "bleeped_s", "error"])
-        for r in done:
-            writer.writerow(
-                [r.call_id, r.source or "", r.output or "", r.spans, r.bleeped_s, r.error or ""]
-            )
+        writer.writerow(columns)
+        writer.writerows(rows[c] for c in sorted(rows))
     os.replace(tmp, path)

@@ -1,11 +1,14 @@
 """``callaudit sql``: a query's answer as a table, CSV or JSON, or an interactive shell.
 
 Compliance officers ask the audit database questions in plain SQL.  A query given on the
-command line is run on a read-only connection (the nightly audit keeps writing) and
-printed.  Without a query, the interactive shell is the DuckDB CLI installed beside
-Python (the ``duckdb-cli`` wheel pinned to the library's version, so it reads the file
-exactly as the library wrote it); an encrypted database, whose key must not appear on a
-command line, gets a small shell in this process instead.
+command line is run on a read-only connection (it can't change the audit) and printed,
+and the file is let go at once.  DuckDB lets one process write or several read, never
+both: while a shell is open the nightly audit waits for it (a few seconds) and then
+fails, so a shell is for the day, closed before the night.  Without a query, the
+interactive shell is the DuckDB CLI installed beside Python (the ``duckdb-cli`` wheel
+pinned to the library's version, so it reads the file exactly as the library wrote it);
+an encrypted database, whose key must not appear on a command line, gets a small shell
+in this process instead.
 """
 
 from __future__ import annotations

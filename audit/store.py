@@ -59,7 +59,7 @@ def key_from_env(var: str | None) -> str | None:
 def _open_error(db: Path, exc: Exception) -> StoreError:
     msg = str(exc).splitlines()[0]
     low = msg.lower()
-    if "lock" in low:
+    if "could not set lock" in low or "conflicting lock" in low:
         return StoreError(f"{db} is in use by another process (DuckDB allows one writer): {msg}")
     if "without a key" in low:
         return StoreError(f"{db} is encrypted: pass --encryption-key-env VAR with its key")

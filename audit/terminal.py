@@ -104,7 +104,7 @@ def print_summary(summary: dict, file: TextIO | None = None) -> None:
     from audit.batch import format_summary
     from audit.contact import format_checks
 
-    out = console(file=file or sys.stdout)
+    out = console(file=file or sys.stdout, markup=False)  # names such as x[/]y.wav are text
     if not out.is_terminal:
         print(format_summary(summary), file=out.file)
         checks = format_checks(summary)

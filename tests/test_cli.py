@@ -316,6 +316,27 @@ def test_the_summary_is_a_table_on_a_terminal(monkeypatch):
         assert row in rows, (row, plain)
 
 
+def test_a_recording_name_that_looks_like_markup_is_printed_as_it_is(monkeypatch):
+    """x[/]y.wav would be Rich markup (an error after the whole batch) if not text."""
+    import io
+
+    from audit.terminal import print_summary
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "160")
+    summary = {
+        **SUMMARY,
+        "failures": [
+            ("x[/]y.wav", "not a readable audio file"),
+            ("[red]a.wav", "empty file (0 bytes)"),
+        ],
+    }
+    out = io.StringIO()
+    print_summary(summary, file=out)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    assert "x[/]y.wav" in plain and "[red]a.wav" in plain
+
+
 def test_the_summary_is_plain_lines_when_piped(monkeypatch):
     import io
 

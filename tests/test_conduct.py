@@ -102,6 +102,28 @@ def test_agent_speech_moved_onto_a_customer_turn_is_overtalk(seed, into):
     assert of_rule(hits, "interruptions") == []  # one is not a habit
 
 
+def test_metrics_count_each_event_once_however_many_rules_judge_it(into=1.0):
+    """A pack may judge one measure at two severities: the stored counts stay the same."""
+    call = conversation(12, seed=2)
+    victim = max(call.customer, key=lambda t: t.end - t.start)
+    k = max(range(len(call.agent)), key=lambda i: call.agent[i].end - call.agent[i].start)
+    length = min(call.agent[k].end - call.agent[k].start, victim.end - victim.start - into)
+    call.agent[k] = Turn(round(victim.start + into, 2), round(victim.start + into + length, 2))
+    _, one = judge_synth(call, 2)
+    doubled = [
+        *POLICY.conduct,
+        *(
+            replace(r, id=r.id + "-HIGH", severity="high")
+            for r in POLICY.conduct
+            if r.check in ("overtalk", "interruptions")
+        ),
+    ]
+    hits, two = judge_synth(call, 2, policy=replace(POLICY, conduct=tuple(doubled)))
+    assert len([h for h in hits if h.rule_id.endswith("-HIGH")]) >= 1  # both rules judged
+    assert one.overtalk_events >= 1 and two.overtalk_events == one.overtalk_events
+    assert two.interruptions == one.interruptions
+
+
 def test_a_short_overlap_is_not_overtalk():
     call = conversation(8, seed=1)
     c = call.customer[1]

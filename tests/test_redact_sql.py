@@ -27,8 +27,9 @@ AGENT_HZ, CUSTOMER_HZ = 300.0, 500.0
 
 def _audit(tmp_path: Path, lines, name: str = "pii-call") -> tuple[Path, Path]:
     """A stereo call (agent 300 Hz, customer 500 Hz) audited with what ``lines`` says."""
+    (tmp_path / "inbox").mkdir(exist_ok=True)
     wav = write_wav(
-        tmp_path / f"{name}.wav",
+        tmp_path / "inbox" / f"{name}.wav",
         [tone(10.0, freq=AGENT_HZ), tone(10.0, freq=CUSTOMER_HZ, amp=0.05)],
     )
 
@@ -108,10 +109,11 @@ def test_a_changed_or_missing_recording_is_listed_not_redacted(tmp_path):
 
 def test_the_cli_refuses_the_inbox_as_output_and_exits_3_when_one_call_fails(tmp_path, capsys):
     db, wav = _audit(tmp_path, PII_CALL)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    assert main(["redact", "--db", str(db), "--out", str(tmp_path)]) == 2
-    assert "holds the original recordings" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written there
+    inbox = wav.parent
+    before = sorted(p.name for p in inbox.iterdir())
+    assert main(["redact", "--db", str(db), "--out", str(inbox)]) == 2
+    assert "outside every inbox" in capsys.readouterr().err
+    assert sorted(p.name for p in inbox.iterdir()) == before  # nothing written there
     out = tmp_path / "shared"
     assert main(["redact", "--db", str(db), "--out", str(out)]) == 0
     assert "1 of 1 recordings redacted" in capsys.readouterr().out
@@ -121,6 +123,36 @@ def test_the_cli_refuses_the_inbox_as_output_and_exits_3_when_one_call_fails(tmp
     assert main(["redact", "--db", str(db), "--out", str(out), "--call", "nope"]) == 2
     assert main(["redact", "--db", str(tmp_path / "none.duckdb"), "--out", str(out)]) == 1
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_out_inside_an_audited_inbox_is_refused(tmp_path, capsys):
+    """The next audit walks the inbox's sub-folders: copies there would be new calls."""
+    db, wav = _audit(tmp_path, PII_CALL)
+    with store.connect(db) as con:
+        con.execute("INSERT INTO runs (run_id, inbox) VALUES ('r1', ?)", [str(tmp_path)])
+    for out in (tmp_path / "redacted", tmp_path / "2026" / "03"):  # beside, not in, inbox/
+        assert main(["redact", "--db", str(db), "--out", str(out)]) == 2
+        assert "outside every inbox" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_ids_that_read_alike_get_distinct_copies_and_the_list_keeps_earlier_rows(tmp_path):
+    from audit.redact import _output_names
+
+    names = _output_names(["a/b", "a_b", "x"])
+    assert names["a_b"] == "a_b.wav" and names["x"] == "x.wav"
+    assert names["a/b"].startswith("a_b-") and len(set(names.values())) == 3
+    db, wav = _audit(tmp_path, PII_CALL)
+    out = tmp_path / "out"
+    with store.connect(db, read_only=True) as con:
+        redact_calls(con, out)
+        redact_calls(con, out, ["pii-call"])  # one call again: the list still has it once
+    with open(out / "redaction.csv", encoding="utf-8") as f:
+        assert [r["call_id"] for r in csv.DictReader(f)] == ["pii-call"]
+    wav.unlink()  # gone since: its earlier copy must not stay beside "not redacted"
+    with store.connect(db, read_only=True) as con:
+        done = redact_calls(con, out)
+    assert done[0].output is None and not (out / "pii-call.wav").exists()
 
 
 def test_sql_prints_a_query_as_table_csv_and_json(tmp_path, capsys):
