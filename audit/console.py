@@ -550,6 +550,9 @@ def serve(config: ConsoleConfig, host: str, port: int, say: Callable[[str], None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))
+    # Listening before the URL is printed: a browser (or script) that opens it while
+    # uvicorn still starts waits in the backlog instead of being refused.
+    sock.listen(128)
     bound = sock.getsockname()[1]
     say(f"callaudit console: open http://{url_host(host)}:{bound}/?token={config.token}")
     say(f"  verdicts are recorded as reviewer {config.reviewer}; Ctrl-C stops the console")
