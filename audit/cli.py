@@ -261,45 +261,26 @@ def _policy_options() -> Callable:
     )
 
 
+# One override per conduct threshold: (option, type, metavar, what it sets).
+CONDUCT_OPTIONS = (
+    ("--overtalk-s", click.FLOAT, "S", "seconds of agent-over-customer talk that count"),
+    ("--max-interruptions", click.INT, "N", "interruptions of the customer per call"),
+    ("--shout-db", click.FLOAT, "DB", "dB above the agent's own median that is shouting"),
+    ("--dead-air-s", click.FLOAT, "S", "longest silence of both parties inside a call"),
+    ("--max-pace-cps", click.FLOAT, "CPS", "agent characters per second over a sentence"),
+)
+
+
 def _conduct_options() -> Callable:
-    """One override per conduct threshold (names as ``audit.policy.CONDUCT_OVERRIDES``)."""
+    """One option per conduct threshold (names as ``audit.policy.CONDUCT_OVERRIDES``)."""
     default = "  [default: the policy's; see docs/conduct.md]"
     return _options(
-        click.option(
-            "--overtalk-s",
-            type=click.FLOAT,
-            default=None,
-            metavar="S",
-            help=f"conduct: seconds of agent-over-customer talk that count{default}",
-        ),
-        click.option(
-            "--max-interruptions",
-            type=click.INT,
-            default=None,
-            metavar="N",
-            help=f"conduct: interruptions of the customer per call{default}",
-        ),
-        click.option(
-            "--shout-db",
-            type=click.FLOAT,
-            default=None,
-            metavar="DB",
-            help=f"conduct: dB above the agent's own median that is shouting{default}",
-        ),
-        click.option(
-            "--dead-air-s",
-            type=click.FLOAT,
-            default=None,
-            metavar="S",
-            help=f"conduct: longest silence of both parties inside a call{default}",
-        ),
-        click.option(
-            "--max-pace-cps",
-            type=click.FLOAT,
-            default=None,
-            metavar="CPS",
-            help=f"conduct: agent characters per second over a sentence{default}",
-        ),
+        *(
+            click.option(
+                name, type=kind, default=None, metavar=metavar, help=f"conduct: {what}{default}"
+            )
+            for name, kind, metavar, what in CONDUCT_OPTIONS
+        )
     )
 
 

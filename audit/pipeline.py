@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -279,26 +279,33 @@ def detect_findings(
             )
     call_level = [UtteranceIn(u.idx, u.speaker, u.start_s, u.end_s, u.text) for u in usable]
     for hit in detector.detect_call(call_level):
-        findings.append(
-            Finding(
-                finding_id=finding_id(call_id, hit.rule_id, None, None),
-                call_id=call_id,
-                rule_id=hit.rule_id,
-                category=hit.category,
-                severity=hit.severity,
-                speaker=hit.speaker,
-                utterance_idx=hit.utterance_idx,
-                start_s=hit.start_s,
-                end_s=hit.end_s,
-                text=hit.text,
-                match=hit.match,
-                char_start=None,
-                char_end=None,
-                via="call",
-                citation=hit.citation,
-            )
-        )
+        fid = finding_id(call_id, hit.rule_id, None, None)
+        findings.append(_span_finding(fid, call_id, hit, hit.category, hit.utterance_idx, "call"))
     return findings
+
+
+def _span_finding(
+    fid: str, call_id: str, hit: Any, category: str, utterance_idx: int | None, via: str
+) -> Finding:
+    """A finding of a whole-call or audio rule: its evidence is the hit's time span and
+    text, not a character range of one utterance."""
+    return Finding(
+        finding_id=fid,
+        call_id=call_id,
+        rule_id=hit.rule_id,
+        category=category,
+        severity=hit.severity,
+        speaker=hit.speaker,
+        utterance_idx=utterance_idx,
+        start_s=hit.start_s,
+        end_s=hit.end_s,
+        text=hit.text,
+        match=hit.match,
+        char_start=None,
+        char_end=None,
+        via=via,
+        citation=hit.citation,
+    )
 
 
 def conduct_findings(
@@ -316,22 +323,13 @@ def conduct_findings(
         timeline, utterances, policy.conduct, policy.conduct_version, speakers_known, why_not
     )
     findings = [
-        Finding(
-            finding_id=conduct_finding_id(call_id, h.rule_id, h.start_s),
-            call_id=call_id,
-            rule_id=h.rule_id,
-            category="conduct",
-            severity=h.severity,
-            speaker=h.speaker,
-            utterance_idx=None,
-            start_s=h.start_s,
-            end_s=h.end_s,
-            text=h.text,
-            match=h.match,
-            char_start=None,
-            char_end=None,
-            via="conduct",
-            citation=h.citation,
+        _span_finding(
+            conduct_finding_id(call_id, h.rule_id, h.start_s),
+            call_id,
+            h,
+            "conduct",
+            None,
+            "conduct",
         )
         for h in hits
     ]
