@@ -20,6 +20,8 @@ EXIT_INTERRUPTED = 130
 # Calls audited at once by default: one per core (each decodes with one thread), capped
 # so a large server doesn't hold dozens of calls' audio in memory at once.
 DEFAULT_WORKERS = max(1, min(os.cpu_count() or 1, 8))
+# Decoding in batches of speech windows: chosen from bench/decoding_settings.py (README).
+DEFAULT_BATCH_SIZE = 0
 COMPUTE_TYPES = (
     "int8",
     "int8_float32",
@@ -112,6 +114,15 @@ def _model_options() -> Callable:
             default=5,
             metavar="N",
             help="Whisper beam size (1 is faster)",
+        ),
+        click.option(
+            "--batch-size",
+            type=Checked(non_negative_int, "integer"),
+            default=DEFAULT_BATCH_SIZE,
+            metavar="N",
+            help="speech windows (of both channels) decoded together in one pass; 0 decodes "
+            "them one after another, with temperature fallback (the README's decoding "
+            "table compares them)",
         ),
     )
 
@@ -401,6 +412,7 @@ def cmd_audit(args: Namespace) -> int:
             rules=args.rules,
             pii=args.pii,
             beam_size=args.beam_size,
+            batch_size=args.batch_size,
             channel_roles=args.channels,
             workers=args.workers,
             force=args.force,
@@ -482,6 +494,7 @@ def cmd_serve(args: Namespace) -> int:
         "rules": args.rules,
         "pii": args.pii,
         "beam_size": args.beam_size,
+        "batch_size": args.batch_size,
         "channel_roles": args.channels,
         "workers": args.workers,
         "force": False,

@@ -53,11 +53,16 @@ class TranscribeOptions:
     # Temperature fallback: re-decode hotter when a result looks like a loop or is unsure.
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     vad_speech_pad_ms: int = 400  # audio kept around each VAD speech chunk
+    # Off: one bad window must not poison the next (bench/decoding_settings.py measures it).
+    condition_on_previous_text: bool = False
     split_gap_s: float = 0.8
     max_no_speech_prob: float = 0.6
     min_avg_logprob: float = -1.0
     max_compression_ratio: float = 2.4
     concurrency: int = 1  # threads that may decode with one model at the same time
+    # > 0: decode a call's speech windows (both channels) in batches of this many through
+    # one encoder/decoder pass (see transcribe_batched); 0: one window after another.
+    batch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,12 @@ def _split_on_pauses(segment, gap_s: float) -> list[_Piece]:
     return pieces
 
 
+# Batched decoding packs VAD chunks into windows of at most 30 s (Whisper's input); a
+# chunk longer than that would be cut, so VAD splits long speech first (at its quietest
+# point, as faster-whisper's own batched pipeline does).
+WINDOW_S = 30.0
+
+
 def speech_chunks(audio: np.ndarray, options: TranscribeOptions) -> list[dict]:
     """Silero VAD's speech chunks (sample offsets), with the options' settings."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -201,6 +212,7 @@ def speech_chunks(audio: np.ndarray, options: TranscribeOptions) -> list[dict]:
         threshold=options.vad_threshold,
         min_silence_duration_ms=options.min_silence_ms,
         speech_pad_ms=options.vad_speech_pad_ms,
+        max_speech_duration_s=WINDOW_S - 1.0 if options.batch_size > 0 else float("inf"),
     )
     return get_speech_timestamps(audio, vad)
 
@@ -231,7 +243,7 @@ def transcribe_channel(
         beam_size=options.beam_size,
         vad_filter=False,
         word_timestamps=True,
-        condition_on_previous_text=False,  # one bad segment must not poison the next
+        condition_on_previous_text=options.condition_on_previous_text,
         hotwords=options.hotwords,
         initial_prompt=options.initial_prompt,
         temperature=list(options.temperatures),
@@ -241,6 +253,11 @@ def transcribe_channel(
     )
     if chunks:
         segments = restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
+    return _utterances(segments, speaker, options)
+
+
+def _utterances(segments, speaker: str, options: TranscribeOptions) -> list[Utterance]:
+    """Whisper's segments (channel times) as utterances, split at pauses."""
     out: list[Utterance] = []
     for seg in segments:
         for piece in _split_on_pauses(seg, options.split_gap_s):
@@ -265,6 +282,121 @@ def transcribe_channel(
     return out
 
 
+def transcribe_batched(
+    channels: list[np.ndarray], chunks: list[list[dict]], options: TranscribeOptions
+) -> list[list]:
+    """Each channel's Whisper segments (channel times, with words), decoded in batches.
+
+    A channel's VAD chunks are packed into windows of at most 30 s, as faster-whisper's
+    ``BatchedInferencePipeline`` packs them; the windows of all channels then go through
+    its ``forward`` ``batch_size`` at a time, so the two sides of a short call fill one
+    batch.  Each window decodes once at the first temperature (no fallback: the
+    repetition and no-speech flags still mark a bad result) and carries its channel, so
+    speakers stay exact.  This uses faster-whisper 1.2.1's pipeline internals (pinned in
+    pyproject.toml); tests/test_transcribe_batched.py checks them on real audio.
+    """
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import (
+        BatchedInferencePipeline,
+        Segment,
+        Word,
+        restore_speech_timestamps,
+    )
+    from faster_whisper.vad import collect_chunks
+
+    model = get_model(options)
+    pipeline = BatchedInferencePipeline(model)  # cheap: it holds the shared model
+    windows: list[tuple[int, np.ndarray, dict]] = []
+    for c, (audio, found) in enumerate(zip(channels, chunks, strict=True)):
+        if not found:
+            continue
+        pieces, metadata = collect_chunks(audio, found, SAMPLE_RATE, max_duration=WINDOW_S)
+        for piece, meta in zip(pieces, metadata, strict=True):
+            features = model.feature_extractor(piece)[..., :-1]
+            windows.append((c, pad_or_trim(features), meta))
+    tokenizer = Tokenizer(
+        model.hf_tokenizer,
+        model.model.is_multilingual,
+        task="transcribe",
+        language=options.language,
+    )
+    decoding = _batched_options(tokenizer, options)
+    segments: list[list] = [[] for _ in channels]
+    for i in range(0, len(windows), options.batch_size):
+        batch = windows[i : i + options.batch_size]
+        pipeline.last_speech_timestamp = 0.0
+        results = pipeline.forward(
+            np.stack([w[1] for w in batch]), tokenizer, [w[2] for w in batch], decoding
+        )
+        for (c, _, _), result in zip(batch, results, strict=True):
+            for seg in result:
+                segments[c].append(
+                    Segment(
+                        id=len(segments[c]),
+                        seek=seg["seek"],
+                        start=seg["start"],
+                        end=seg["end"],
+                        text=seg["text"],
+                        tokens=seg["tokens"],
+                        avg_logprob=seg["avg_logprob"],
+                        compression_ratio=seg["compression_ratio"],
+                        no_speech_prob=seg["no_speech_prob"],
+                        words=[Word(**w) for w in seg.get("words", [])],
+                        temperature=decoding.temperatures[0],
+                    )
+                )
+    return [
+        list(restore_speech_timestamps(segs, found, SAMPLE_RATE)) if found else []
+        for segs, found in zip(segments, chunks, strict=True)
+    ]
+
+
+def _batched_options(tokenizer, options: TranscribeOptions):
+    """faster-whisper's TranscriptionOptions for batched decoding, with its own defaults
+    (read from ``BatchedInferencePipeline.transcribe``) for what callaudit does not set."""
+    from inspect import signature
+
+    from faster_whisper.transcribe import (
+        BatchedInferencePipeline,
+        TranscriptionOptions,
+        get_suppressed_tokens,
+    )
+
+    default = {
+        name: p.default
+        for name, p in signature(BatchedInferencePipeline.transcribe).parameters.items()
+    }
+    return TranscriptionOptions(
+        beam_size=options.beam_size,
+        best_of=default["best_of"],
+        patience=default["patience"],
+        length_penalty=default["length_penalty"],
+        repetition_penalty=default["repetition_penalty"],
+        no_repeat_ngram_size=default["no_repeat_ngram_size"],
+        log_prob_threshold=options.min_avg_logprob,
+        no_speech_threshold=options.max_no_speech_prob,
+        compression_ratio_threshold=options.max_compression_ratio,
+        condition_on_previous_text=False,
+        prompt_reset_on_temperature=0.5,
+        temperatures=[options.temperatures[0]],
+        initial_prompt=options.initial_prompt,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        without_timestamps=True,
+        max_initial_timestamp=0.0,
+        word_timestamps=True,
+        prepend_punctuations=default["prepend_punctuations"],
+        append_punctuations=default["append_punctuations"],
+        multilingual=False,
+        max_new_tokens=None,
+        clip_timestamps="0",
+        hallucination_silence_threshold=None,
+        hotwords=options.hotwords,
+    )
+
+
 def transcribe_channels(channels: list[np.ndarray], options: TranscribeOptions) -> Transcript:
     """All channels of a call, merged in time order and numbered, with each channel's
     VAD speech intervals."""
@@ -273,12 +405,17 @@ def transcribe_channels(channels: list[np.ndarray], options: TranscribeOptions) 
         speakers = roles[:2]
     else:
         speakers = ["unknown"] * len(channels)
+    chunks = [speech_chunks(audio, options) for audio in channels]
+    speech = [chunk_seconds(c) for c in chunks]
     merged: list[Utterance] = []
-    speech: list[list[tuple[float, float]]] = []
-    for audio, speaker in zip(channels, speakers, strict=True):
-        chunks = speech_chunks(audio, options)
-        speech.append(chunk_seconds(chunks))
-        merged.extend(transcribe_channel(audio, speaker, options, chunks))
+    if options.batch_size > 0:
+        for segments, speaker in zip(
+            transcribe_batched(channels, chunks, options), speakers, strict=True
+        ):
+            merged.extend(_utterances(segments, speaker, options))
+    else:
+        for audio, speaker, found in zip(channels, speakers, chunks, strict=True):
+            merged.extend(transcribe_channel(audio, speaker, options, found))
     merged.sort(key=lambda u: (u.start_s, u.speaker))
     numbered = [
         Utterance(

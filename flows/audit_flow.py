@@ -64,6 +64,7 @@ def build_options(
     learned: bool = True,
     correct: bool = True,
     policy: Policy | None = None,
+    batch_size: int = 0,
 ) -> AuditOptions:
     roles = tuple(r.strip() for r in channel_roles.split(","))
     return AuditOptions(
@@ -72,6 +73,7 @@ def build_options(
             device=device,
             compute_type=compute_type,
             beam_size=beam_size,
+            batch_size=batch_size,
             channel_roles=roles,
             concurrency=max(1, workers),
         ),
@@ -118,6 +120,7 @@ def audit_inbox(
     correct: bool = True,
     default_timezone: str | None = None,
     without_call_records: bool = False,
+    batch_size: int = 0,
 ) -> dict:
     """Audit every new recording in ``inbox`` into the DuckDB file ``db``.
 
@@ -126,7 +129,8 @@ def audit_inbox(
     ``learned``: the learned stage beside the rules (``audit.learned``); ``correct``: the
     domain corrector of Whisper's homophones (``audit.correct``); both on by default.
     ``default_timezone``: the zone of manifest times written without a UTC offset;
-    ``without_call_records``: audit even when the manifest accepted none of its rows.
+    ``without_call_records``: audit even when the manifest accepted none of its rows;
+    ``batch_size``: speech windows decoded together (0: one after another).
     """
     logger = get_run_logger()
     started_at = datetime.now(UTC)
@@ -144,6 +148,7 @@ def audit_inbox(
         learned,
         correct,
         contact_policy,
+        batch_size,
     )
     # Likewise if the model is missing or damaged (in this process the model is then
     # cached for the thread workers).
