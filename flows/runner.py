@@ -26,7 +26,7 @@ prepare_prefect_env()
 from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler  # noqa: E402
 from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.task_runners import TaskRunner  # noqa: E402
 
 from audit import progress  # noqa: E402
 from audit.progress import ProgressSink  # noqa: E402
@@ -74,8 +74,9 @@ def shared_api_url() -> tuple[str, SubprocessASGIServer | None]:
     return server.api_url, server
 
 
-def make_task_runner(workers: int = 1, processes: int = 0, dask_address: str | None = None):
-    """Threads by default; Dask worker processes when asked (each loads the model once)."""
+def make_task_runner(processes: int = 0, dask_address: str | None = None) -> TaskRunner | None:
+    """Dask worker processes when asked (each loads the model once); else None: the flow
+    runs the calls in as many threads as its ``workers`` parameter says."""
     if dask_address or processes > 0:
         from prefect_dask import DaskTaskRunner
 
@@ -92,7 +93,7 @@ def make_task_runner(workers: int = 1, processes: int = 0, dask_address: str | N
                 "memory_limit": 0,
             }
         )
-    return ThreadPoolTaskRunner(max_workers=max(1, workers))
+    return None
 
 
 class _NotProgress(logging.Filter):
@@ -140,7 +141,7 @@ def run_audit(
     run and stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow
     run is marked as ended).
     """
-    runner = make_task_runner(params.get("workers", 1), processes, dask_address)
+    runner = make_task_runner(processes, dask_address)
     # Prefect reads its settings at import; a server named in the environment since
     # then (a caller that started one) must still be used, not a temporary server.
     url, server = shared_api_url()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -134,12 +135,14 @@ def _api(url: str, path: str, body: dict | None = None) -> dict | list:
 def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_path):
     """serve with call records and a policy override: the deployment read back from the
     API carries every flow parameter, the command serve prints triggers a run from
-    another shell, and that run applies the contact rules with the records' agent ids."""
-    inbox = make_inbox(tmp_path, ["call_04_insult"])
+    another shell, that run applies the contact rules with the records' agent ids, and
+    it audits as many calls at once as --workers says."""
+    served = ["call_04_insult", "call_05_third_party"]
+    inbox = make_inbox(tmp_path, served)
     lines = (SAMPLES / "calls.csv").read_text(encoding="utf-8").splitlines()
     manifest = tmp_path / "cdr.csv"
     manifest.write_text(
-        "\n".join([lines[0], *[x for x in lines if x.startswith("call_04_insult,")]]) + "\n",
+        "\n".join([lines[0], *[x for x in lines if x.split(",")[0] in served]]) + "\n",
         encoding="utf-8",
     )
     db = tmp_path / "served.duckdb"
@@ -222,6 +225,11 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
                 break
             time.sleep(2)
         assert state == "COMPLETED"
+        # --workers 2: the two calls' task runs overlapped (one thread: one after the other).
+        tasks = _api(url, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+        starts = [datetime.fromisoformat(t["start_time"]) for t in tasks]
+        ends = [datetime.fromisoformat(t["end_time"]) for t in tasks]
+        assert len(tasks) == 2 and max(starts) < min(ends), (starts, ends)
     finally:
         serve.send_signal(signal.SIGTERM)
         out, _ = serve.communicate(timeout=60)
@@ -231,8 +239,9 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
     with pytest.raises(OSError):  # the server went with serve
         _api(url, "/health")
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT call_id, status, agent_id FROM calls").fetchall() == [
-            ("call_04_insult", "ok", "A12")
+        assert con.execute("SELECT call_id, status, agent_id FROM calls ORDER BY 1").fetchall() == [
+            ("call_04_insult", "ok", "A12"),
+            ("call_05_third_party", "ok", "A15"),
         ]
         categories = {r[0] for r in con.execute("SELECT category FROM findings").fetchall()}
         assert {"insult", "contact_time"} <= categories
