@@ -6,6 +6,9 @@ batch), so we start the temporary server once, here, and hand its address to the
 workers through ``PREFECT_API_URL`` before they are spawned.  We start it ourselves in
 any case, in a session of its own: Prefect's own temporary server shares the terminal's
 process group, so Ctrl-C killed it first and the flow run could never be marked ended.
+Workers of an existing cluster (``dask_address``) are not our children: a task takes
+the flow's Prefect settings with it, so they report to this run's API, which they must
+be able to reach (checked before the flow starts, ``flows.cluster``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from prefect.task_runners import TaskRunner  # noqa: E402
 from audit import progress  # noqa: E402
 from audit.progress import ProgressSink  # noqa: E402
 from flows.audit_flow import audit_inbox  # noqa: E402
+from flows.cluster import ClusterError, workers_api_problem  # noqa: E402
 
 
 class _OwnedServer(SubprocessASGIServer):
@@ -139,7 +143,8 @@ def run_audit(
     ``progress_sink`` (``audit.progress``) shows the batch's progress, else the flow's
     log lines do.  Without a Prefect server in the environment, one is started for this
     run and stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow
-    run is marked as ended).
+    run is marked as ended).  ``ClusterError``: workers of the cluster at
+    ``dask_address`` cannot reach that server.
     """
     runner = make_task_runner(processes, dask_address)
     # Prefect reads its settings at import; a server named in the environment since
@@ -151,6 +156,10 @@ def run_audit(
         task_runner=runner, on_crashed=[lambda _flow, run, _state: crashed.append(run.id)]
     )
     try:
+        if dask_address:
+            problem = workers_api_problem(dask_address, url, temporary=server is not None)
+            if problem:
+                raise ClusterError(problem)
         with temporary_settings(updates={PREFECT_API_URL: url}), _showing(progress_sink):
             try:
                 return flow(**params)
