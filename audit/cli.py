@@ -38,7 +38,9 @@ EXIT_CODES = """\b
 Exit codes, every command:
   0    done
   1    the work could not run: model, database (missing, locked, encrypted
-       without its key), damaged rule catalogue or training data on disk
+       without its key), damaged rule catalogue or training data on disk,
+       --dask-address: no scheduler answers, or its workers cannot reach the
+       Prefect API
   2    a mistake in what was given: an option, policy, rule catalogue,
        manifest file or header, a manifest none of whose rows is usable, a
        date; one line, found before Prefect or Whisper start, nothing created
@@ -362,6 +364,13 @@ def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
     from audit.model import ModelError
     from audit.transcribe import TranscribeOptions, get_model
 
+    if args.dask_address:
+        from flows.cluster import scheduler_problem  # no Prefect: only Dask's client
+
+        # First, and in seconds: Dask's own connect timeout is 30 s, then a traceback.
+        problem = scheduler_problem(args.dask_address)
+        if problem:
+            return problem
     _learned_or_none(args)  # missing training data (LearnedError); fits once
     try:
         key = store.key_from_env(args.encryption_key_env)
@@ -397,6 +406,7 @@ def cmd_audit(args: Namespace) -> int:
         error(problem)
         return EXIT_ERROR
     from audit.progress import for_stream
+    from flows.cluster import ClusterError
     from flows.runner import run_audit  # imports Prefect: only here
 
     try:
@@ -425,7 +435,14 @@ def cmd_audit(args: Namespace) -> int:
             default_timezone=args.default_timezone,
             without_call_records=args.without_call_records,
         )
-    except (ModelError, StoreError, FileNotFoundError, ManifestError, PolicyError) as exc:
+    except (
+        ModelError,
+        StoreError,
+        FileNotFoundError,
+        ManifestError,
+        PolicyError,
+        ClusterError,
+    ) as exc:
         error(str(exc))
         return EXIT_ERROR
     print_summary(summary)
@@ -599,6 +616,20 @@ def positive_float(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
+
+
+def dask_address(text: str) -> str:
+    """A Dask scheduler address as Dask reads it (tcp://HOST:PORT, tls://...); whether
+    one answers there is checked later, with the machine (``_precheck_audit``)."""
+    from distributed.comm.addressing import get_address_host_port  # only with the option
+
+    try:
+        get_address_host_port(text)
+    except ValueError as exc:
+        raise BadValue(
+            f"{text!r} is not a Dask scheduler address like tcp://HOST:8786 ({exc})"
+        ) from None
+    return text
 
 
 def port_number(text: str) -> int:
@@ -1068,10 +1099,13 @@ def _audit(f):
         ),
         click.option(
             "--dask-address",
+            type=Checked(dask_address, "address"),
             default=None,
             metavar="URL",
             help="run calls on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (workers "
-            "need callaudit installed and PREFECT_API_URL set)  [default: none]",
+            "need callaudit installed; they report to this command's Prefect API, so with "
+            "workers on other machines set PREFECT_API_URL to a server they can reach)  "
+            "[default: none]",
         ),
         click.option("--force", is_flag=True, help="re-audit recordings already audited"),
         _encryption_option(),

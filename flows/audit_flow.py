@@ -13,14 +13,16 @@ prepare_prefect_env()
 
 import os  # noqa: E402
 import uuid  # noqa: E402
+from contextlib import AbstractContextManager, nullcontext  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.context import FlowRunContext  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
 from audit import batch, report, store  # noqa: E402
 from audit import progress as shown  # noqa: E402
@@ -85,6 +87,20 @@ def build_options(
     )
 
 
+def runner_for_calls(workers: int) -> AbstractContextManager[TaskRunner]:
+    """Where the calls' tasks go: the run's Dask runner when it was given one
+    (``flows.runner``), else a pool of ``workers`` threads started for them.
+
+    The flow's own thread runner cannot be sized from a parameter: Prefect builds it
+    before the parameters are known, and a deployment's run (``serve``, prefect.yaml, a
+    run started from the UI with other parameters) uses the flow as decorated.
+    """
+    runner = FlowRunContext.get().task_runner
+    if isinstance(runner, ThreadPoolTaskRunner):
+        return ThreadPoolTaskRunner(max_workers=max(1, workers))
+    return nullcontext(runner)
+
+
 def publish_artifacts(summary: dict, top: list[dict]) -> None:
     """The run's summary and top findings as Prefect artifacts, without transcript text
     (data protection: the Prefect server is not the audit database)."""
@@ -99,6 +115,7 @@ def publish_artifacts(summary: dict, top: list[dict]) -> None:
         get_run_logger().warning("could not publish Prefect artifacts: %s", exc)
 
 
+# Threads by default; the calls get their own pool of ``workers`` threads (runner_for_calls).
 @flow(name="audit-inbox", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def audit_inbox(
     inbox: str,
@@ -175,8 +192,14 @@ def audit_inbox(
         )
         # Progress counts task completions here, whichever process ran the task; the
         # command line's sink (a bar on a terminal, plain lines else) shows it.
-        with batch.Progress(total=len(plan.todo), sink=shown.active()) as progress:
-            futures = {audit_call_task.submit(call, options): call for call in plan.todo}
+        with (
+            runner_for_calls(workers) as runner,
+            batch.Progress(total=len(plan.todo), sink=shown.active()) as progress,
+        ):
+            futures = {
+                runner.submit(audit_call_task, {"call": call, "options": options}): call
+                for call in plan.todo
+            }
             for future in as_completed(list(futures)):
                 try:
                     result = future.result()

@@ -6,6 +6,9 @@ batch), so we start the temporary server once, here, and hand its address to the
 workers through ``PREFECT_API_URL`` before they are spawned.  We start it ourselves in
 any case, in a session of its own: Prefect's own temporary server shares the terminal's
 process group, so Ctrl-C killed it first and the flow run could never be marked ended.
+Workers of an existing cluster (``dask_address``) are not our children: a task takes
+the flow's Prefect settings with it, so they report to this run's API, which they must
+be able to reach (checked before the flow starts, ``flows.cluster``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ prepare_prefect_env()
 from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler  # noqa: E402
 from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.task_runners import TaskRunner  # noqa: E402
 
 from audit import progress  # noqa: E402
 from audit.progress import ProgressSink  # noqa: E402
 from flows.audit_flow import audit_inbox  # noqa: E402
+from flows.cluster import ClusterError, workers_api_problem  # noqa: E402
 
 
 class _OwnedServer(SubprocessASGIServer):
@@ -74,8 +78,9 @@ def shared_api_url() -> tuple[str, SubprocessASGIServer | None]:
     return server.api_url, server
 
 
-def make_task_runner(workers: int = 1, processes: int = 0, dask_address: str | None = None):
-    """Threads by default; Dask worker processes when asked (each loads the model once)."""
+def make_task_runner(processes: int = 0, dask_address: str | None = None) -> TaskRunner | None:
+    """Dask worker processes when asked (each loads the model once); else None: the flow
+    runs the calls in as many threads as its ``workers`` parameter says."""
     if dask_address or processes > 0:
         from prefect_dask import DaskTaskRunner
 
@@ -92,7 +97,7 @@ def make_task_runner(workers: int = 1, processes: int = 0, dask_address: str | N
                 "memory_limit": 0,
             }
         )
-    return ThreadPoolTaskRunner(max_workers=max(1, workers))
+    return None
 
 
 class _NotProgress(logging.Filter):
@@ -138,9 +143,10 @@ def run_audit(
     ``progress_sink`` (``audit.progress``) shows the batch's progress, else the flow's
     log lines do.  Without a Prefect server in the environment, one is started for this
     run and stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow
-    run is marked as ended).
+    run is marked as ended).  ``ClusterError``: workers of the cluster at
+    ``dask_address`` cannot reach that server.
     """
-    runner = make_task_runner(params.get("workers", 1), processes, dask_address)
+    runner = make_task_runner(processes, dask_address)
     # Prefect reads its settings at import; a server named in the environment since
     # then (a caller that started one) must still be used, not a temporary server.
     url, server = shared_api_url()
@@ -150,6 +156,10 @@ def run_audit(
         task_runner=runner, on_crashed=[lambda _flow, run, _state: crashed.append(run.id)]
     )
     try:
+        if dask_address:
+            problem = workers_api_problem(dask_address, url, temporary=server is not None)
+            if problem:
+                raise ClusterError(problem)
         with temporary_settings(updates={PREFECT_API_URL: url}), _showing(progress_sink):
             try:
                 return flow(**params)

@@ -46,6 +46,7 @@ CASES = [
     ("in-memory database", "audit {inbox} --db :memory:"),
     ("zero workers", "audit {inbox} --db {db} --workers 0"),
     ("negative processes", "audit {inbox} --db {db} --processes -1"),
+    ("dask address without port", "audit {inbox} --db {db} --dask-address tcp://10.0.0.5"),
     ("beam size zero", "audit {inbox} --db {db} --beam-size 0"),
     ("unknown device", "audit {inbox} --db {db} --device tpu"),
     ("unknown compute type", "audit {inbox} --db {db} --compute-type int4"),

@@ -8,15 +8,21 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.e2e
 
@@ -119,6 +125,170 @@ def test_dask_cluster_gives_the_same_findings_as_a_sequential_run(resumed, cli, 
     assert turns_per_call(db) == turns_per_call(resumed["db"])
 
 
+@dataclass
+class DaskCluster:
+    address: str
+    worker_pids: set[int]  # the worker processes, as the scheduler knows them
+    logs: list[Path]  # each worker's stdout and stderr
+
+
+def _stop_session(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process's whole session (a nanny and its worker), then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@contextmanager
+def dask_cluster(root: Path, workers: int, **env: str) -> Iterator[DaskCluster]:
+    """A real ``dask scheduler`` on 127.0.0.1 and ``workers`` ``dask worker`` processes of
+    one thread each, from this virtualenv, started apart from the command as on a real
+    cluster: sessions of their own, no PREFECT_API_URL, a PREFECT_HOME of their own, and
+    ``env`` on top.  Every one is gone on the way out, also when the test failed."""
+    from distributed import Client
+
+    dask = Path(sys.executable).with_name("dask")
+    home = root / "dask-prefect-home"  # also marks the cluster's processes (_processes_with)
+    environ = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    environ.update(
+        # The code under test, wherever pytest runs; offline, as on a production worker.
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), environ.get("PYTHONPATH")) if p),
+        HF_HUB_OFFLINE="1",
+        PREFECT_HOME=str(home),
+        **env,
+    )
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> Path:
+        log = root / f"{name}.log"
+        with open(log, "wb") as out:  # the child keeps its own copy of the handle
+            started.append(
+                subprocess.Popen(
+                    [str(dask), *args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=environ,
+                    cwd=root,
+                    start_new_session=True,
+                )
+            )
+        return log
+
+    try:
+        port = str(free_port())
+        address = f"tcp://127.0.0.1:{port}"
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")
+        logs = [
+            start(
+                f"worker-{i}",
+                "worker",
+                address,
+                *("--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1"),
+                *("--memory-limit", "0", "--no-dashboard", "--name", f"worker-{i}"),
+            )
+            for i in range(workers)
+        ]
+        with Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=120)
+            pids = set(client.run(os.getpid).values())  # the worker processes, not nannies
+        yield DaskCluster(address, pids, logs)
+    finally:
+        for proc in reversed(started):
+            _stop_session(proc)
+        deadline = time.monotonic() + 10
+        while _processes_with(str(home)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _processes_with(str(home))
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert left == [], f"Dask processes outlived the test: {left}"
+
+
+def test_an_external_dask_cluster_gives_the_same_findings_as_a_sequential_run(
+    resumed, cli, tmp_path
+):
+    """``--dask-address``: each call is audited by one of two worker processes the
+    command did not start and that know nothing of its Prefect server, and the result
+    is what the sequential run stored."""
+    db, home = tmp_path / "external.duckdb", tmp_path / "prefect-home"
+    with dask_cluster(tmp_path, workers=2) as cluster:
+        proc = subprocess.run(
+            [*cli, "audit", str(resumed["inbox"]), "--db", str(db)]
+            + ["--dask-address", cluster.address],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "PREFECT_HOME": str(home)},
+        )
+        worker_output = [log.read_text(errors="replace") for log in cluster.logs]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # Each worker logged its pid for the calls it audited: both took part, and no call
+    # ran anywhere else (the command's own process, a cluster of its own).
+    pids = [{int(p) for p in re.findall(r"worker pid (\d+)", out)} for out in worker_output]
+    assert all(pids) and set().union(*pids) == cluster.worker_pids, (pids, cluster.worker_pids)
+    assert len(cluster.worker_pids) == 2
+    # The workers reported every task run to the command's Prefect server (read from its
+    # database, the server is gone): they found it without PREFECT_API_URL of their own.
+    with sqlite3.connect(home / "prefect.db") as con:
+        tasks = con.execute("SELECT name, state_type FROM task_run ORDER BY name").fetchall()
+    assert tasks == [(f"audit {call}", "COMPLETED") for call in CALLS]
+    assert findings(db) == findings(resumed["db"])
+    assert turns_per_call(db) == turns_per_call(resumed["db"])
+
+
+def test_dask_workers_that_cannot_reach_the_prefect_api_stop_the_run_before_any_call(cli, tmp_path):
+    """A worker elsewhere cannot reach the temporary Prefect server on 127.0.0.1 (here a
+    worker whose HTTP goes through a proxy that is not there): one line, exit 1, no call
+    audited and nothing left running, instead of a batch of calls that all fail."""
+    inbox = make_inbox(tmp_path, CALLS[:1])
+    db, home = tmp_path / "unreached.duckdb", tmp_path / "prefect-home-unreached"
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    with dask_cluster(
+        tmp_path, workers=1, http_proxy=dead_proxy, HTTP_PROXY=dead_proxy, no_proxy="", NO_PROXY=""
+    ) as cluster:
+        started = time.monotonic()
+        proc = _start_audit(cli, inbox, db, home, "--dask-address", cluster.address)
+        out, _ = proc.communicate(timeout=300)
+        took = time.monotonic() - started
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    [line] = [x for x in out.splitlines() if "error:" in x]
+    assert "1 of 1 Dask workers cannot reach the Prefect API at http://127.0.0.1:" in line
+    assert "listens on 127.0.0.1 only" in line and "PREFECT_API_URL" in line
+    assert took < 120, took
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM calls").fetchone() == (0,)
+    time.sleep(5)
+    assert _processes_with(str(home)) == []  # the temporary server went with the command
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_and_exit_1_in_seconds(cli, tmp_path):
+    inbox = make_inbox(tmp_path, CALLS[:1])
+    db = tmp_path / "never.duckdb"
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*cli, "audit", str(inbox), "--db", str(db), "--dask-address", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"callaudit: error: cannot reach the Dask scheduler at {address}: "
+        f"Timed out trying to connect to {address} after 10 s"
+    ]
+    assert took < 25 and not db.exists()  # Dask alone waits 30 s, then a traceback
+
+
 def _api(url: str, path: str, body: dict | None = None) -> dict | list:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
@@ -134,12 +304,14 @@ def _api(url: str, path: str, body: dict | None = None) -> dict | list:
 def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_path):
     """serve with call records and a policy override: the deployment read back from the
     API carries every flow parameter, the command serve prints triggers a run from
-    another shell, and that run applies the contact rules with the records' agent ids."""
-    inbox = make_inbox(tmp_path, ["call_04_insult"])
+    another shell, that run applies the contact rules with the records' agent ids, and
+    it audits as many calls at once as --workers says."""
+    served = ["call_04_insult", "call_05_third_party"]
+    inbox = make_inbox(tmp_path, served)
     lines = (SAMPLES / "calls.csv").read_text(encoding="utf-8").splitlines()
     manifest = tmp_path / "cdr.csv"
     manifest.write_text(
-        "\n".join([lines[0], *[x for x in lines if x.startswith("call_04_insult,")]]) + "\n",
+        "\n".join([lines[0], *[x for x in lines if x.split(",")[0] in served]]) + "\n",
         encoding="utf-8",
     )
     db = tmp_path / "served.duckdb"
@@ -222,6 +394,11 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
                 break
             time.sleep(2)
         assert state == "COMPLETED"
+        # --workers 2: the two calls' task runs overlapped (one thread: one after the other).
+        tasks = _api(url, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+        starts = [datetime.fromisoformat(t["start_time"]) for t in tasks]
+        ends = [datetime.fromisoformat(t["end_time"]) for t in tasks]
+        assert len(tasks) == 2 and max(starts) < min(ends), (starts, ends)
     finally:
         serve.send_signal(signal.SIGTERM)
         out, _ = serve.communicate(timeout=60)
@@ -231,8 +408,9 @@ def test_serve_registers_a_cron_deployment_runs_it_and_stops_cleanly(cli, tmp_pa
     with pytest.raises(OSError):  # the server went with serve
         _api(url, "/health")
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT call_id, status, agent_id FROM calls").fetchall() == [
-            ("call_04_insult", "ok", "A12")
+        assert con.execute("SELECT call_id, status, agent_id FROM calls ORDER BY 1").fetchall() == [
+            ("call_04_insult", "ok", "A12"),
+            ("call_05_third_party", "ok", "A15"),
         ]
         categories = {r[0] for r in con.execute("SELECT category FROM findings").fetchall()}
         assert {"insult", "contact_time"} <= categories
