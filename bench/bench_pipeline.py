@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import SAMPLES, audio_seconds, sample_inbox  # noqa: E402
 
 
-def plain_loop(inbox: Path, workers: int) -> float:
+def plain_loop(inbox: Path, workers: int, beam_size: int) -> float:
     """Seconds for a bare faster-whisper loop over ``inbox`` (model loaded before)."""
     from faster_whisper import WhisperModel
     from faster_whisper.audio import decode_audio
@@ -61,7 +61,7 @@ def plain_loop(inbox: Path, workers: int) -> float:
             segments, _ = model.transcribe(
                 channel,
                 language=o.language,
-                beam_size=o.beam_size,
+                beam_size=beam_size,
                 vad_filter=True,
                 vad_parameters={
                     "threshold": o.vad_threshold,
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=2, help="sample copies without --inbox")
     parser.add_argument("--labels", type=Path, help="long_calls.py's calls.jsonl")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--beam-size", type=int, default=5, help="the flow's default: 5")
     parser.add_argument("--scale", action="store_true", help="also 2 Dask processes vs 1")
     parser.add_argument("--scale-inbox", type=Path, help="[default: 4 copies of the samples]")
     args = parser.parse_args()
@@ -193,14 +194,18 @@ def main() -> None:
         n = len(list(inbox.iterdir()))
         print(f"{n} calls, {audio / 60:.1f} min of stereo audio, {args.workers} workers")
         warm_up()
-        before = plain_loop(inbox, args.workers)
+        before = plain_loop(inbox, args.workers, args.beam_size)
         print(f"plain loop (before): {before:.1f} s", flush=True)
-        one, _ = flow_run(inbox, tmp / "served.duckdb", workers=args.workers)
+        one, _ = flow_run(
+            inbox, tmp / "served.duckdb", workers=args.workers, beam_size=args.beam_size
+        )
         print(f"flow, running server: {one:.1f} s", flush=True)
-        after = plain_loop(inbox, args.workers)
+        after = plain_loop(inbox, args.workers, args.beam_size)
         print(f"plain loop (after): {after:.1f} s", flush=True)
         url = os.environ.pop("PREFECT_API_URL")
-        one_off, _ = flow_run(inbox, tmp / "one-off.duckdb", workers=args.workers)
+        one_off, _ = flow_run(
+            inbox, tmp / "one-off.duckdb", workers=args.workers, beam_size=args.beam_size
+        )
         os.environ["PREFECT_API_URL"] = url
         base = (before + after) / 2
         print(f"plain faster-whisper loop : {base:6.1f} s  {audio / base:5.2f}x real time")
