@@ -12,8 +12,12 @@ import sys
 from argparse import Namespace
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from flows.runner import PrefectApi
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -390,27 +394,36 @@ def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
 
 
 def cmd_audit(args: Namespace) -> int:
-    from audit.manifest import ManifestError
-    from audit.model import ModelError
-    from audit.policy import PolicyError, overrides_from_args
-    from audit.store import StoreError
-    from audit.terminal import print_summary
-
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
     problem = _input_problem(args)
     if problem:
         error(problem)
         return EXIT_USAGE
-    problem = _precheck_audit(args, compute_type)
-    if problem:
-        error(problem)
-        return EXIT_ERROR
+    from flows.runner import PrefectApi  # imports Prefect: only here
+
+    # A temporary Prefect server (when none is configured or running) comes up in its own
+    # process while this one loads the model and opens the database.
+    with PrefectApi() as api:
+        problem = _precheck_audit(args, compute_type)
+        if problem:
+            error(problem)
+            return EXIT_ERROR
+        return _run_audit(args, compute_type, api)
+
+
+def _run_audit(args: Namespace, compute_type: str, api: PrefectApi) -> int:
+    from audit.manifest import ManifestError
+    from audit.model import ModelError
+    from audit.policy import PolicyError, overrides_from_args
     from audit.progress import for_stream
+    from audit.store import StoreError
+    from audit.terminal import print_summary
     from flows.cluster import ClusterError
-    from flows.runner import run_audit  # imports Prefect: only here
+    from flows.runner import run_audit
 
     try:
         summary = run_audit(
+            api=api,
             progress_sink=for_stream(sys.stderr),  # a live bar on a terminal, else lines
             processes=args.processes,
             dask_address=args.dask_address,

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,8 @@ from flows.env import prepare_prefect_env
 
 prepare_prefect_env()
 
+import httpx  # noqa: E402
+import prefect  # noqa: E402
 from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler  # noqa: E402
 from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
@@ -67,15 +70,91 @@ def _die_with_parent_hook() -> Any:
     return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def shared_api_url() -> tuple[str, SubprocessASGIServer | None]:
-    """The Prefect API every process of this run should use, starting one if needed
-    (returned, to be stopped by the caller)."""
-    url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
-    if url:
-        return url, None
-    server = _OwnedServer()
-    server.start()
-    return server.api_url, server
+SERVE_PORT = 4200  # callaudit serve's Prefect server, when it started one (flows.serve)
+
+
+def running_local_api(port: int = SERVE_PORT) -> str | None:
+    """The API of a Prefect server of this version already listening here (the one
+    ``callaudit serve`` starts), so a one-off run need not start its own."""
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        with httpx.Client(timeout=0.5) as client:
+            answer = client.get(f"{url}/admin/version")
+            if answer.status_code == 200 and answer.json() == prefect.__version__:
+                return url
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
+
+
+class PrefectApi:
+    """The Prefect API every process of one run uses: the configured one, else a server
+    already running on this machine, else a temporary server of our own.
+
+    The temporary server starts in the background as soon as this is made, so it comes
+    up while the caller loads the model and opens the database (it takes seconds, in a
+    process of its own); ``url()`` waits for it.  ``stop()`` stops only a server we
+    started.
+    """
+
+    def __init__(self) -> None:
+        self.server: _OwnedServer | None = None
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        # Prefect reads its settings at import; a server named in the environment since
+        # then (a caller that started one) must still be used, not a temporary server.
+        self._url = (
+            os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value() or running_local_api()
+        )
+        if not self._url:
+            self.server = _OwnedServer()
+            # Its address is known at once (start() would choose it in the thread).
+            self.server.port = self.server.port or self.server.find_available_port()
+            self._thread = threading.Thread(target=self._serve, name="prefect-server")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.server.start()
+        except BaseException as exc:  # noqa: BLE001 - raised again by url()
+            self._failed = exc
+        finally:
+            self._ready.set()
+        # The server dies with the *thread* that started it (PR_SET_PDEATHSIG is per
+        # thread on Linux), so this thread lives until the server is stopped.
+        self._stopped.wait()
+
+    @property
+    def temporary(self) -> bool:
+        return self.server is not None
+
+    def url(self) -> str:
+        """The API's address, once it answers."""
+        if self.server is not None:
+            self._ready.wait()
+            if self._failed is not None:
+                raise self._failed
+            self._url = self.server.api_url
+        return self._url
+
+    def stop(self) -> None:
+        if self.server is None:
+            return
+        self._ready.wait()
+        APILogWorker.drain_all(timeout=5)  # the run's last log lines, before the API goes
+        os.environ.pop("PREFECT_API_URL", None)
+        self.server.stop()
+        self.server = None
+        self._stopped.set()
+
+    def __enter__(self) -> PrefectApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def make_task_runner(processes: int = 0, dask_address: str | None = None) -> TaskRunner | None:
@@ -136,28 +215,30 @@ def run_audit(
     processes: int = 0,
     dask_address: str | None = None,
     progress_sink: ProgressSink | None = None,
+    api: PrefectApi | None = None,
     **params: Any,
 ) -> dict:
     """Run the flow with the right task runner; ``params`` are ``audit_inbox``'s.
 
     ``progress_sink`` (``audit.progress``) shows the batch's progress, else the flow's
-    log lines do.  Without a Prefect server in the environment, one is started for this
-    run and stopped after it, also on Ctrl-C (KeyboardInterrupt propagates once the flow
-    run is marked as ended).  ``ClusterError``: workers of the cluster at
-    ``dask_address`` cannot reach that server.
+    log lines do.  ``api``: the run's Prefect API, made (``PrefectApi()``) by a caller
+    that wants the temporary server starting while it prepares, and then stopped by it;
+    else one is found or started here and stopped after the run, also on Ctrl-C
+    (KeyboardInterrupt propagates once the flow run is marked as ended).
+    ``ClusterError``: workers of the cluster at ``dask_address`` cannot reach that server.
     """
     runner = make_task_runner(processes, dask_address)
-    # Prefect reads its settings at import; a server named in the environment since
-    # then (a caller that started one) must still be used, not a temporary server.
-    url, server = shared_api_url()
-    os.environ["PREFECT_API_URL"] = url  # inherited by Dask worker processes
+    own = api is None
+    api = api or PrefectApi()
     crashed: list[Any] = []
     flow = audit_inbox.with_options(
         task_runner=runner, on_crashed=[lambda _flow, run, _state: crashed.append(run.id)]
     )
     try:
+        url = api.url()
+        os.environ["PREFECT_API_URL"] = url  # inherited by Dask worker processes
         if dask_address:
-            problem = workers_api_problem(dask_address, url, temporary=server is not None)
+            problem = workers_api_problem(dask_address, url, temporary=api.temporary)
             if problem:
                 raise ClusterError(problem)
         with temporary_settings(updates={PREFECT_API_URL: url}), _showing(progress_sink):
@@ -169,10 +250,8 @@ def run_audit(
                     _mark_cancelled(run_id)
                 raise
     finally:
-        if server is not None:
-            APILogWorker.drain_all(timeout=5)  # the run's last log lines, before the API goes
-            os.environ.pop("PREFECT_API_URL", None)
-            server.stop()
+        if own:
+            api.stop()
 
 
 def _mark_cancelled(run_id: Any) -> None:
