@@ -385,7 +385,8 @@ def _precheck_audit(args: Namespace, compute_type: str) -> str | None:
                 model=args.model,
                 device=args.device,
                 compute_type=compute_type,
-                concurrency=max(1, args.workers),
+                # Dask workers decode one call each (flows.audit_flow.calls_in_threads)
+                concurrency=1 if args.processes or args.dask_address else max(1, args.workers),
             )
         )
     except (store.StoreError, ModelError) as exc:

@@ -87,6 +87,11 @@ def build_options(
     )
 
 
+def calls_in_threads() -> bool:
+    """Whether this run's calls go to threads of this process (else to Dask workers)."""
+    return isinstance(FlowRunContext.get().task_runner, ThreadPoolTaskRunner)
+
+
 def runner_for_calls(workers: int) -> AbstractContextManager[TaskRunner]:
     """Where the calls' tasks go: the run's Dask runner when it was given one
     (``flows.runner``), else a pool of ``workers`` threads started for them.
@@ -95,10 +100,9 @@ def runner_for_calls(workers: int) -> AbstractContextManager[TaskRunner]:
     before the parameters are known, and a deployment's run (``serve``, prefect.yaml, a
     run started from the UI with other parameters) uses the flow as decorated.
     """
-    runner = FlowRunContext.get().task_runner
-    if isinstance(runner, ThreadPoolTaskRunner):
+    if calls_in_threads():
         return ThreadPoolTaskRunner(max_workers=max(1, workers))
-    return nullcontext(runner)
+    return nullcontext(FlowRunContext.get().task_runner)
 
 
 def publish_artifacts(summary: dict, top: list[dict]) -> None:
@@ -161,7 +165,9 @@ def audit_inbox(
         pii,
         beam_size,
         channel_roles,
-        workers,
+        # Threads of this process share one model, one replica each; a Dask worker runs
+        # one call at a time, where a second replica would cost ~50 MB for nothing.
+        workers if calls_in_threads() else 1,
         learned,
         correct,
         contact_policy,

@@ -70,6 +70,16 @@ def _die_with_parent_hook() -> Any:
     return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+class _NotServerNews(logging.Filter):
+    """Prefect's "Starting/Stopping temporary server" lines: the server now starts while
+    the command still checks its input, and a failed check must stay one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Starting temporary server", "Stopping temporary"))
+
+
+logging.getLogger("prefect").addFilter(_NotServerNews())  # the logger Prefect uses for them
+
 SERVE_PORT = 4200  # callaudit serve's Prefect server, when it started one (flows.serve)
 
 
