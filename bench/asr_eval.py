@@ -69,7 +69,8 @@ def load_references() -> dict[str, str]:
     return refs
 
 
-def asr_cer(verbose: bool) -> dict[str, object] | None:
+def asr_cer(verbose: bool, options=None) -> dict[str, object] | None:
+    """CER on the real clips, at ``options`` (default: the product's TranscribeOptions)."""
     from audit.audio import load_channels, probe
     from audit.transcribe import TranscribeOptions, transcribe_channels
 
@@ -77,7 +78,7 @@ def asr_cer(verbose: bool) -> dict[str, object] | None:
     if not refs:
         print(f"skipped CER: no references under {ASR_SAMPLES}", file=sys.stderr)
         return None
-    options = TranscribeOptions()
+    options = options or TranscribeOptions()
     rows = []
     total_err = total_len = 0
     for name, ref in sorted(refs.items()):

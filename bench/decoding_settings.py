@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from asr_eval import ASR_SAMPLES, cer_text, edit_distance, load_references  # noqa: E402
+from asr_eval import asr_cer, cer_text, edit_distance, load_references  # noqa: E402
 
 from audit.transcribe import TranscribeOptions  # noqa: E402
 
@@ -94,19 +94,8 @@ def channel_errors(call: dict, utterances) -> tuple[int, int]:
 
 
 def real_clip_cer(options: TranscribeOptions) -> float | None:
-    from audit.audio import load_channels, probe
-    from audit.transcribe import transcribe_channels
-
-    err = length = 0
-    for name, ref in sorted(load_references().items()):
-        path = ASR_SAMPLES / name
-        if not path.is_file():
-            continue
-        utterances = transcribe_channels(load_channels(path, probe(path)), options)
-        hyp = cer_text("".join(u.text for u in utterances if not u.asr_flag))
-        err += edit_distance(hyp, cer_text(ref))
-        length += len(cer_text(ref))
-    return err / length if length else None
+    result = asr_cer(verbose=False, options=options)
+    return None if result is None else float(result["pooled_cer"])
 
 
 def measure(name: str, options: TranscribeOptions, calls, audio, detector, learned) -> dict:

@@ -33,11 +33,13 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from telephone import RATE, load_wav  # noqa: E402  (one reader of 8 kHz WAVs)
 
 from audit.corpus import Example  # noqa: E402
 from audit.learned import CORPUS_DIR  # noqa: E402
 
-RATE = 8000
 NOISE_DBFS = -55.0
 CODECS = ("pcm", "ulaw", "flac")
 
@@ -62,14 +64,6 @@ def synthesised(folders: list[Path]) -> list[dict]:
                 if (folder / row["file"]).exists():
                     out.append({**row, "path": folder / row["file"]})
     return out
-
-
-def load(path: Path) -> np.ndarray:
-    with av.open(str(path)) as f:
-        data = np.concatenate([fr.to_ndarray() for fr in f.decode(audio=0)], axis=1)[0]
-    if data.dtype == np.int16:
-        return (data / 32768.0).astype(np.float32)
-    return data.astype(np.float32)
 
 
 def write_stereo(left: np.ndarray, right: np.ndarray, codec: str, path: Path) -> Path:
@@ -133,7 +127,7 @@ def render(plan: list[tuple[str, dict, float]], rng: np.random.Generator):
     t = 0.5
     for role, line, gap in plan:
         t += gap
-        audio = load(line["path"])
+        audio = load_wav(line["path"])
         start = int(t * RATE)
         ch = 0 if role == "agent" else 1
         channels[ch][start : start + len(audio)] += audio[: n - start]
