@@ -7,6 +7,7 @@ a stereo file straight to faster-whisper would downmix and lose who said what.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from faster_whisper.audio import decode_audio
+from faster_whisper.audio import _group_frames, _ignore_invalid_frames, _resample_frames
 
 # Video containers too: some diallers store calls as .mp4/.3gp with one audio track.
 AUDIO_EXTENSIONS = (
@@ -117,15 +118,45 @@ def load_channels(path: Path, info: AudioInfo) -> list[np.ndarray]:
     tells which of six channels is the agent.
     """
     try:
-        if info.channels == 2:
-            left, right = decode_audio(str(path), sampling_rate=SAMPLE_RATE, split_stereo=True)
-            channels = [left, right]
-        else:
-            channels = [decode_audio(str(path), sampling_rate=SAMPLE_RATE)]
+        channels = decode_channels(str(path), 2 if info.channels == 2 else 1)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise AudioError(f"audio could not be decoded ({type(exc).__name__}: {exc})") from exc
     if not channels or channels[0].size == 0:
         raise AudioError("the file decodes to no audio samples")
+    return channels
+
+
+def decode_channels(path: str, n_channels: int) -> list[np.ndarray]:
+    """The samples faster-whisper's ``decode_audio`` gives (16-bit at 16 kHz, then
+    float32), in about half its peak memory.
+
+    ``decode_audio`` collects the 16-bit samples in a growing buffer, converts all of
+    them to float32 and divides that into a third copy: about 150 MB at peak for a
+    6-minute stereo call, a worker's largest peak (bench/bench_memory.py).  Here the
+    16-bit blocks are written straight into one float32 array per channel.  Dividing by
+    2**15 is exact, so the samples are identical (tests/test_audio_decode.py).
+    """
+    resampler = av.AudioResampler(
+        format="s16", layout="stereo" if n_channels == 2 else "mono", rate=SAMPLE_RATE
+    )
+    blocks: list[np.ndarray] = []
+    with av.open(path, mode="r", metadata_errors="ignore") as container:
+        frames = _ignore_invalid_frames(container.decode(audio=0))
+        for frame in _resample_frames(_group_frames(frames, 500000), resampler):
+            blocks.append(frame.to_ndarray().reshape(-1, n_channels))
+    # As in decode_audio: the resampler's objects are freed only by a collection.
+    del resampler
+    gc.collect()
+    total = sum(len(b) for b in blocks)
+    channels = [np.empty(total, dtype=np.float32) for _ in range(n_channels)]
+    at = 0
+    blocks.reverse()
+    while blocks:
+        block = blocks.pop()  # each 16-bit block is freed once copied
+        for c, channel in enumerate(channels):
+            channel[at : at + len(block)] = block[:, c]
+            channel[at : at + len(block)] /= 32768.0
+        at += len(block)
     return channels
 
 

@@ -17,6 +17,7 @@ import duckdb
 from audit import store
 from audit.audio import sha256_file
 from audit.model import describe_model
+from audit.pii import display_name
 from audit.pipeline import AuditOptions, CallInput, CallResult, detection_version
 
 if TYPE_CHECKING:
@@ -191,19 +192,6 @@ def summarize(con: duckdb.DuckDBPyConnection, db: str, plan: Plan, progress: Pro
         findings_by_category=store.findings_by_category(con),
         failures=progress.failures,
     )
-
-
-def display_name(call_id: str, limit: int = 80) -> str:
-    """A call id as it may appear in terminals, logs and Prefect run names.
-
-    File names are the uploader's to choose: control characters (a newline forging a log
-    line, an ANSI escape colouring the terminal) are shown escaped, and a phone or ID
-    number in the name is masked like one read aloud.
-    """
-    from audit.pii import mask_digits
-
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in mask_digits(call_id))
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def format_summary(summary: dict) -> str:

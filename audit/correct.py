@@ -67,14 +67,31 @@ def _primary(ch: str) -> str:
     return lazy_pinyin(ch, style=Style.NORMAL, errors="default")[0]
 
 
-@lru_cache(maxsize=65536)
-def _common_word(word: str) -> bool:
-    """A frequent word of general Mandarin (jieba's dictionary): 分析, 接受, 税收."""
+@lru_cache(maxsize=1)
+def _common_words() -> frozenset[str]:
+    """The words of jieba's general dictionary at or above ``COMMON_WORD_FREQ``.
+
+    Read from its dictionary file rather than through ``jieba.dt``: that would load a
+    second full dictionary (~65 MB) beside the detector's own tokenizer, for a
+    lookup these ~7,000 words answer (a later line of the file overrides an earlier
+    one, as in jieba).
+    """
     import jieba
 
-    if not jieba.dt.initialized:
-        jieba.dt.initialize()
-    return jieba.dt.FREQ.get(word, 0) >= COMMON_WORD_FREQ
+    common: set[str] = set()
+    with jieba.get_dict_file() as lines:
+        for raw in lines:
+            word, freq = raw.decode("utf-8").split(" ")[:2]
+            if int(freq) >= COMMON_WORD_FREQ:
+                common.add(word)
+            else:
+                common.discard(word)
+    return frozenset(common)
+
+
+def _common_word(word: str) -> bool:
+    """A frequent word of general Mandarin (jieba's dictionary): 分析, 接受, 税收."""
+    return word in _common_words()
 
 
 def _near(heard: str, meant: str) -> bool:

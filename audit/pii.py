@@ -164,3 +164,14 @@ def mask_digits(text: str, keep_last: int = 4) -> str:
             else:
                 chars[i] = "*"
     return "".join(chars)
+
+
+def display_name(call_id: str, limit: int = 80) -> str:
+    """A call id as it may appear in terminals, logs and Prefect run names.
+
+    File names are the uploader's to choose: control characters (a newline forging a log
+    line, an ANSI escape colouring the terminal) are shown escaped, and a phone or ID
+    number in the name is masked like one read aloud.
+    """
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in mask_digits(call_id))
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audit.audio import SAMPLE_RATE
+from audit.features import use_bounded_features
+from audit.heap import trim_freed_memory
 from audit.model import ModelError, resolve_model
 from audit.normalize import normalize
+from audit.vad import use_bounded_vad
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -118,6 +121,7 @@ def get_model(options: TranscribeOptions):  # -> faster_whisper.WhisperModel
     from faster_whisper import WhisperModel
 
     _no_telemetry()
+    trim_freed_memory()  # before the first call's arrays are allocated
     path = resolve_model(options.model)
     key = (path, options.device, options.compute_type, options.cpu_threads, options.concurrency)
     with _MODELS_LOCK:
@@ -139,6 +143,7 @@ def get_model(options: TranscribeOptions):  # -> faster_whisper.WhisperModel
                     "--model for the bundled one (delete a damaged cache folder under "
                     "~/.cache/callaudit/models to have it rebuilt)"
                 ) from exc
+            use_bounded_features(model)  # same features, a fraction of the peak
             _MODELS[key] = model
     return model
 
@@ -208,6 +213,7 @@ def speech_chunks(audio: np.ndarray, options: TranscribeOptions) -> list[dict]:
     """Silero VAD's speech chunks (sample offsets), with the options' settings."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+    use_bounded_vad()
     vad = VadOptions(
         threshold=options.vad_threshold,
         min_silence_duration_ms=options.min_silence_ms,
@@ -231,12 +237,13 @@ def transcribe_channel(
     only they are decoded, and times are mapped back to the channel's, exactly as
     faster-whisper's own ``vad_filter=True`` does."""
     from faster_whisper.transcribe import restore_speech_timestamps
-    from faster_whisper.vad import collect_chunks
 
     model = get_model(options)
     if chunks is None:
         chunks = speech_chunks(audio, options)
-    heard = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
+    # The speech, end to end, in one copy (faster-whisper's collect_chunks gives the
+    # same array but grows it chunk by chunk).
+    heard = np.concatenate([audio[c["start"] : c["end"]] for c in chunks] or [audio[:0]])
     segments, _info = model.transcribe(
         heard,
         language=options.language,

@@ -24,11 +24,9 @@ from prefect.futures import as_completed  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
-from audit import batch, report, store  # noqa: E402
 from audit import progress as shown  # noqa: E402
-from audit.contact import check_calls  # noqa: E402
-from audit.manifest import dated_path, plan_inbox  # noqa: E402
 from audit.model import describe_model  # noqa: E402
+from audit.pii import display_name  # noqa: E402
 from audit.pipeline import (  # noqa: E402
     AuditOptions,
     CallInput,
@@ -44,7 +42,7 @@ from audit.transcribe import TranscribeOptions, get_model  # noqa: E402
 def _task_run_name() -> str:
     from prefect.runtime import task_run
 
-    return f"audit {batch.display_name(task_run.parameters['call'].call_id)}"
+    return f"audit {display_name(task_run.parameters['call'].call_id)}"
 
 
 @task(name="audit-call", task_run_name=_task_run_name, cache_policy=NO_CACHE)
@@ -110,6 +108,8 @@ def publish_artifacts(summary: dict, top: list[dict]) -> None:
     (data protection: the Prefect server is not the audit database)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    from audit import report
+
     try:
         create_markdown_artifact(
             markdown=report.summary_markdown(summary), key="audit-summary", description="Summary"
@@ -153,6 +153,12 @@ def audit_inbox(
     ``without_call_records``: audit even when the manifest accepted none of its rows;
     ``batch_size``: speech windows decoded together (0: one after another).
     """
+    # Here, not at the top: a Dask worker imports this module to run its tasks, and has
+    # no use for DuckDB, the planner or the reports (~25 MB a worker; tests/test_flow_imports.py).
+    from audit import batch, report, store
+    from audit.contact import check_calls
+    from audit.manifest import dated_path, plan_inbox
+
     logger = get_run_logger()
     started_at = datetime.now(UTC)
     # Fail the run early and clearly on a bad policy; its conduct rules judge the audio.

@@ -193,13 +193,17 @@ def test_long_recording_memory_stays_bounded(tmp_path):
         block = (np.random.default_rng(0).normal(0, 300, (rate * 60, 2))).astype("<i2")
         for _ in range(seconds // 60):
             w.writeframes(block.tobytes())
+    # VmHWM, not ru_maxrss: a child's ru_maxrss includes its parent's size at the fork,
+    # and this test's parent (pytest, models loaded) can be larger than either child.
     code = (
-        "import resource, sys; from pathlib import Path; "
+        "import sys; from pathlib import Path; "
         "from audit.pipeline import AuditOptions, CallInput, audit_call; "
         "limit = float(sys.argv[1]); "
         "r = audit_call(CallInput('x', sys.argv[2]), AuditOptions(long_recording_s=limit), "
         "transcriber=lambda ch, o: []); "
-        "print(r.status, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+        "hwm = [x for x in Path('/proc/self/status').read_text().splitlines() "
+        "if x.startswith('VmHWM')][0]; "
+        "print(r.status, int(hwm.split()[1]) // 1024)"
     )
 
     def peak_mb(limit_s: float) -> int:

@@ -72,3 +72,16 @@ def test_the_pipeline_stores_raw_and_corrected_text():
     (fixed,) = correct_utterances([u])
     assert fixed.text == "你已经逾期三个月了"
     assert fixed.raw_text == u.raw_text  # what Whisper said stays as evidence
+
+
+def test_common_words_are_jiebas_frequent_words():
+    # The corrector reads them from jieba's file instead of loading a second dictionary.
+    import jieba
+
+    from audit.correct import COMMON_WORD_FREQ, _common_words
+
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    expected = {w for w, f in tokenizer.FREQ.items() if f >= COMMON_WORD_FREQ}
+    assert len(expected) > 5000
+    assert _common_words() == expected
