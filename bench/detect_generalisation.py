@@ -46,7 +46,8 @@ from audit.learned import (  # noqa: E402
     get_learned,
 )
 
-BLIND = ROOT / "eval" / "blind" / "blind.jsonl"
+# Blind sets, one per independent author (blind.jsonl, blind2.jsonl, ...), scored apart.
+BLIND_DIR = ROOT / "eval" / "blind"
 ASR_REGISTER = "asr_whisper"
 # What speech can show: every category but the call-level and call-record ones.
 SPEECH = tuple(
@@ -209,15 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     out["hard_negatives_flagged"] = [flagged, total]
     print(f"   {flagged} of {total} = {flagged / max(1, total):.3f}")
 
-    if BLIND.is_file() and not args.skip_blind:
-        print("\n4. blind set (never read by whoever tunes detection; totals only)")
-        blind = load_examples(BLIND)
+    for path in sorted(BLIND_DIR.glob("blind*.jsonl")) if not args.skip_blind else ():
+        # blind.jsonl keeps its old keys (blind_rules, ...); later sets add their stem.
+        key = "blind" if path.stem == "blind" else path.stem
+        print(f"\n4. {path.name} (never read by whoever tunes detection; totals only)")
+        blind = load_examples(path)
         for name, learned in (("rules", None), ("rules+learned", stage)):
             report = evaluate(detector, blind, learned)
             s = summary(report)
             flagged, total = flagged_share(report, blind)
             s["compliant_flagged"] = [flagged, total]
-            out[f"blind_{name}"] = s
+            out[f"{key}_{name}"] = s
             print(line(name, s))
             print(f"   {'':<26} precision per category: {s['precision']}")
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -249,6 +252,8 @@ def markdown(out: dict) -> str:
     for key, name in (
         ("blind_rules", "**blind set**, rules alone"),
         ("blind_rules+learned", "**blind set**, rules + learned stage"),
+        ("blind2_rules", "**second blind set**, rules alone"),
+        ("blind2_rules+learned", "**second blind set**, rules + learned stage"),
         ("in_sample_rules", "corpus, rules alone (in-sample)"),
         ("in_sample_rules+learned", "corpus, rules + learned (cross-validated)"),
         ("asr_rules", "Whisper's transcripts of the corpus, rules alone"),
