@@ -55,6 +55,10 @@ class TranscribeOptions:
     initial_prompt: str | None = None  # text Whisper continues from (bench/asr_telephone.py)
     # Temperature fallback: re-decode hotter when a result looks like a loop or is unsure.
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # Candidates sampled at each fallback temperature.  faster-whisper's 5 raised a
+    # worker's peak by ~90 MB on a call that fell back; 2 heard the same on the
+    # decoding-settings calls (bench/decoding_settings.py, README).
+    best_of: int = 2
     vad_speech_pad_ms: int = 400  # audio kept around each VAD speech chunk
     # Off: one bad window must not poison the next (bench/decoding_settings.py measures it).
     condition_on_previous_text: bool = False
@@ -254,6 +258,7 @@ def transcribe_channel(
         hotwords=options.hotwords,
         initial_prompt=options.initial_prompt,
         temperature=list(options.temperatures),
+        best_of=options.best_of,
         compression_ratio_threshold=options.max_compression_ratio,
         no_speech_threshold=options.max_no_speech_prob,
         log_prob_threshold=options.min_avg_logprob,

@@ -71,6 +71,7 @@ def plain_loop(inbox: Path, workers: int, beam_size: int) -> float:
                 word_timestamps=True,
                 condition_on_previous_text=o.condition_on_previous_text,
                 temperature=list(o.temperatures),
+                best_of=o.best_of,
             )
             list(segments)
 

@@ -34,9 +34,10 @@ from asr_eval import asr_cer, cer_text, edit_distance, load_references  # noqa: 
 from audit.transcribe import TranscribeOptions  # noqa: E402
 
 SETTINGS: dict[str, dict] = {
-    "beam 5, fallback (before)": {},
+    "beam 5, fallback (before)": {"best_of": 5},
     "beam 1": {"beam_size": 1},
     "beam 5, no fallback": {"temperatures": (0.0,)},
+    "fallback best of 2 (default)": {},
     "beam 5, previous text": {"condition_on_previous_text": True},
     "VAD pad 200 ms": {"vad_speech_pad_ms": 200},
     "float32": {"compute_type": "float32"},

@@ -71,3 +71,23 @@ def test_the_model_computes_its_features_in_bounded_runs():
     model = get_model(TranscribeOptions())
     assert isinstance(model.feature_extractor, BoundedFeatureExtractor)
     assert model.feature_extractor.sampling_rate == SAMPLE_RATE
+
+
+def test_the_options_fallback_candidates_reach_whisper(monkeypatch, agent_speech):
+    """``best_of`` (candidates sampled at each fallback temperature) sets the decoding's
+    largest memory peak (bench/bench_memory.py); the option must be what Whisper gets."""
+    import audit.transcribe as transcribe
+
+    seen: dict = {}
+
+    class Recorder:
+        def transcribe(self, audio, **kwargs):
+            seen.update(kwargs)
+            return iter(()), None
+
+    monkeypatch.setattr(transcribe, "get_model", lambda options: Recorder())
+    options = TranscribeOptions(best_of=3)
+    transcribe.transcribe_channel(agent_speech, "agent", options)
+    assert seen["best_of"] == 3
+    assert seen["temperature"] == list(options.temperatures)
+    assert TranscribeOptions().best_of == 2  # the default chosen in bench/decoding_settings.py
