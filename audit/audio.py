@@ -131,10 +131,10 @@ def decode_channels(path: str, n_channels: int) -> list[np.ndarray]:
     float32), in about half its peak memory.
 
     ``decode_audio`` collects the 16-bit samples in a growing buffer, converts all of
-    them to float32 and divides that into a third copy: about 150 MB at peak for a
-    6-minute stereo call, a worker's largest peak (bench/bench_memory.py).  Here the
-    16-bit blocks are written straight into one float32 array per channel.  Dividing by
-    2**15 is exact, so the samples are identical (tests/test_audio_decode.py).
+    them to float32 and divides that into a third copy (on a 6-minute stereo call its
+    peak was ~40 MB above this one's, bench/bench_memory.py).  Here the 16-bit blocks
+    are written straight into one float32 array per channel.  Dividing by 2**15 is
+    exact, so the samples are identical (tests/test_audio_decode.py).
     """
     resampler = av.AudioResampler(
         format="s16", layout="stereo" if n_channels == 2 else "mono", rate=SAMPLE_RATE

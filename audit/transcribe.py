@@ -56,8 +56,8 @@ class TranscribeOptions:
     # Temperature fallback: re-decode hotter when a result looks like a loop or is unsure.
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     # Candidates sampled at each fallback temperature.  faster-whisper's 5 raised a
-    # worker's peak by ~90 MB on a call that fell back; 2 heard the same on the
-    # decoding-settings calls (bench/decoding_settings.py, README).
+    # worker's peak by ~90 MB on a call that fell back; 2 heard the same on 30 calls
+    # where the fallback triggers (bench/decoding_settings.py, README).
     best_of: int = 2
     vad_speech_pad_ms: int = 400  # audio kept around each VAD speech chunk
     # Off: one bad window must not poison the next (bench/decoding_settings.py measures it).
