@@ -32,9 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pypinyin import Style, lazy_pinyin
 
 from audit.phonetic import char_readings, fuzzy_syllable, term_syllables
+from audit.pinyin import Style, lazy_pinyin
 
 TERMS_FILE = Path(__file__).resolve().parent / "data" / "domain_terms.yaml"
 _HANZI = re.compile(r"[\u3400-\u9fff]")

@@ -44,7 +44,6 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
-from pypinyin import Style, lazy_pinyin
 from scipy.sparse import csr_matrix
 
 from audit.categories import CATEGORIES as ALL_CATEGORIES
@@ -52,6 +51,7 @@ from audit.corpus import Example, load_examples
 from audit.model import cache_root
 from audit.normalize import normalize
 from audit.phonetic import TELEPHONE_INITIALS, fuzzy_syllable
+from audit.pinyin import Style, lazy_pinyin
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 # What wording alone can show.  pii_exposure (validated numbers), missing_disclosure (a

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pypinyin import Style, lazy_pinyin, load_phrases_dict, pinyin
+from audit.pinyin import Style, lazy_pinyin, load_phrases_dict, pinyin
 
 # pypinyin reads 还 in these collection words as hai2; fix once, at import.
 load_phrases_dict(
