@@ -324,6 +324,15 @@ class _TextIndex:
         begin = ends[cid - 1] + 1 if cid > 0 else 0
         return self.canonical[begin:pos]
 
+    def clause_rest(self, pos: int) -> str:
+        """The text of the clause that pos ends in (or is inside), from pos on."""
+        if not self.canonical or pos >= len(self.canonical):
+            return ""
+        cid = self.window_id("clause", pos)
+        ends = self._ends("clause")
+        stop = ends[cid] if cid < len(ends) else len(self.canonical)
+        return self.canonical[pos:stop]
+
     def sentence_bounds(self, pos: int) -> tuple[int, int]:
         """[begin, stop) of pos's sentence, its closing punctuation included."""
         sid = self.window_id("sentence", pos)
@@ -503,6 +512,13 @@ class Detector:
             for marker in self.catalogue.mention_markers:
                 if marker in after:
                     return f"mention: {marker}"
+            # 那不是我们的人, 他们说要去您单位的话不代表我们: someone else's words, disowned.
+            sentence = idx.canonical[_begin:stop]
+            if sentence.rstrip().endswith(("？", "?")) and stop < len(idx.canonical):
+                sentence += idx.sentence_text(stop)  # 你说有人说要坐牢？那不是我们的人。
+            for marker in self.catalogue.disowning:
+                if marker in sentence:
+                    return f"reported: disowned ({marker})"
         if rule.unless:
             sentence = idx.sentence_text(start)
             for term in rule.unless:
@@ -512,6 +528,11 @@ class Detector:
             cue = self._negation_cue(idx, start, end, parts)
             if cue:
                 return f"negation: {cue}"
+            # 坐牢是不可能的, 冻结、拘留这些我们都做不了: denied after the words, same clause.
+            rest = idx.clause_rest(end)
+            for marker in self.catalogue.denied_after:
+                if marker in rest:
+                    return f"negation: {marker} (after)"
             denial = self._answered_no(idx, start)
             if denial:
                 return f"question answered no: {denial}"

@@ -117,6 +117,8 @@ class Catalogue:
     report_cues: tuple[str, ...] = ()
     answer_denials: tuple[str, ...] = ()
     mention_markers: tuple[str, ...] = ()
+    denied_after: tuple[str, ...] = ()
+    disowning: tuple[str, ...] = ()
     digest: str = ""
     all_terms: frozenset[str] = field(default_factory=frozenset)
     # category -> (severity, citation, title) of the learned stage's findings
@@ -324,6 +326,8 @@ def parse_catalogue(text: str, origin: str = "<string>") -> Catalogue:
         report_cues=tuple(ctx.get("report_cues", [])),
         answer_denials=tuple(ctx.get("answer_denials", [])),
         mention_markers=tuple(ctx.get("mention_markers", [])),
+        denied_after=tuple(ctx.get("denied_after", [])),
+        disowning=tuple(ctx.get("disowning", [])),
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         all_terms=all_terms,
         learned=_parse_learned(doc.get("learned") or {}, origin),

@@ -12,7 +12,10 @@ Four views, rules alone and rules + learned stage side by side:
    of the sentence it was heard from) and scored on the one left out; its thresholds are
    the shipped model's (one fit per register instead of six);
 3. **compliant hard negatives**: the share of lawful look-alikes flagged;
-4. **blind set** (``eval/blind/blind.jsonl``): written by someone who never saw the rules,
+4. **validation sets** (``eval/validation/*.jsonl``): written by authors who never saw the
+   rules, the corpus, a blind set or a score, never trained on, but read and scored freely
+   to choose between changes (so their figures grow optimistic with use);
+5. **blind set** (``eval/blind/blind.jsonl``): written by someone who never saw the rules,
    the corpus or a score; never trained or tuned on.  Only totals are printed, never a
    sentence: whoever tunes detection must not read it.
 
@@ -48,6 +51,8 @@ from audit.learned import (  # noqa: E402
 
 # Blind sets, one per independent author (blind.jsonl, blind2.jsonl, ...), scored apart.
 BLIND_DIR = ROOT / "eval" / "blind"
+# Independent authors' rows kept out of training to choose between changes (not blind).
+VALIDATION_DIR = ROOT / "eval" / "validation"
 ASR_REGISTER = "asr_whisper"
 # What speech can show: every category but the call-level and call-record ones.
 SPEECH = tuple(
@@ -210,10 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     out["hard_negatives_flagged"] = [flagged, total]
     print(f"   {flagged} of {total} = {flagged / max(1, total):.3f}")
 
+    validation = [e for p in sorted(VALIDATION_DIR.glob("*.jsonl")) for e in load_examples(p)]
+    if validation:
+        print(f"\n4. validation sets ({len(validation)} rows; never trained on, read freely)")
+        for name, learned in (("rules", None), ("rules+learned", stage)):
+            report = evaluate(detector, validation, learned)
+            s = summary(report)
+            flagged, total = flagged_share(report, validation)
+            s["compliant_flagged"] = [flagged, total]
+            out[f"validation_{name}"] = s
+            print(line(name, s) + f"  | lawful flagged {flagged}/{total}")
+
     for path in sorted(BLIND_DIR.glob("blind*.jsonl")) if not args.skip_blind else ():
         # blind.jsonl keeps its old keys (blind_rules, ...); later sets add their stem.
         key = "blind" if path.stem == "blind" else path.stem
-        print(f"\n4. {path.name} (never read by whoever tunes detection; totals only)")
+        print(f"\n5. {path.name} (never read by whoever tunes detection; totals only)")
         blind = load_examples(path)
         for name, learned in (("rules", None), ("rules+learned", stage)):
             report = evaluate(detector, blind, learned)
@@ -254,6 +270,8 @@ def markdown(out: dict) -> str:
         ("blind_rules+learned", "**blind set**, rules + learned stage"),
         ("blind2_rules", "**second blind set**, rules alone"),
         ("blind2_rules+learned", "**second blind set**, rules + learned stage"),
+        ("validation_rules", "validation sets (independent authors, not trained on), rules alone"),
+        ("validation_rules+learned", "validation sets, rules + learned stage"),
         ("in_sample_rules", "corpus, rules alone (in-sample)"),
         ("in_sample_rules+learned", "corpus, rules + learned (cross-validated)"),
         ("asr_rules", "Whisper's transcripts of the corpus, rules alone"),

@@ -275,6 +275,12 @@ def test_customer_lines_that_mention_violations_are_not_agent_findings(detector,
         ("网上有人说逾期会坐牢，这个是假的。", "reported"),
         ("这件事不会影响您孩子上学，您不用担心。", "negation"),
         ("依据法律规定，法院判决后仍不履行的，可能会被列为失信被执行人。", "lawful framing"),
+        # Denied after the words, in their clause.
+        ("逾期了就要坐牢是不可能的，您别慌。", "negation"),
+        ("冻结您的工资卡这种事我们做不到。", "negation"),
+        # Someone else's words, disowned in the sentence (or in the answer to a question).
+        ("发短信说要冻结您银行卡的不是我们公司的，您别理。", "reported"),
+        ("有人说要派人去您家？那不是我们的人，您可以报警。", "reported"),
     ],
 )
 def test_context_suppresses_with_a_reason(detector, text, reason):
@@ -291,6 +297,10 @@ def test_context_suppresses_with_a_reason(detector, text, reason):
         ("你最好祈祷别让我们找上门。", "threat"),  # 别让我们…: a warning, not a denial
         ("你是想让我们去你孩子学校聊聊吗？", "threat"),  # a threat asked as a question
         ("你要吃牢饭的你知道吗？", "false_legal_claim"),
+        # A denial in another clause is about something else.
+        ("再拖下去就等着坐牢，想赖账是不可能的。", "false_legal_claim"),
+        # Only an answer to a question can disown what the question said.
+        ("明天派人去你家。跟我们没关系的事少管。", "threat"),
     ],
 )
 def test_negation_and_questions_do_not_excuse_a_violation(detector, text, category):

@@ -47,7 +47,9 @@ def test_the_test_sentences_are_not_training_data(stage):
         assert not stage.is_training_text(text)
 
 
-BLIND_SETS = sorted((Path(__file__).resolve().parent.parent / "eval" / "blind").glob("*.jsonl"))
+EVAL = Path(__file__).resolve().parent.parent / "eval"
+BLIND_SETS = sorted((EVAL / "blind").glob("*.jsonl"))
+VALIDATION_SETS = sorted((EVAL / "validation").glob("*.jsonl"))
 
 
 @pytest.mark.parametrize("blind", BLIND_SETS, ids=lambda p: p.name)
@@ -57,6 +59,23 @@ def test_no_blind_set_sentence_is_training_data(stage, blind):
     texts = [json.loads(line)["text"] for line in blind.read_text("utf-8").splitlines() if line]
     assert len(texts) >= 400
     assert sum(stage.is_training_text(t) for t in texts) == 0
+
+
+@pytest.mark.parametrize("held_out", VALIDATION_SETS, ids=lambda p: p.name)
+def test_no_validation_sentence_is_training_data_or_blind(stage, held_out):
+    # Rows kept out of training to choose between changes: a copy in the corpus would
+    # make their figures in-sample, a copy in a blind set would leak it.
+    assert VALIDATION_SETS
+    texts = [json.loads(line)["text"] for line in held_out.read_text("utf-8").splitlines() if line]
+    assert len(texts) >= 400
+    assert sum(stage.is_training_text(t) for t in texts) == 0
+    blind = {
+        json.loads(line)["text"]
+        for path in BLIND_SETS
+        for line in path.read_text("utf-8").splitlines()
+        if line
+    }
+    assert not blind & set(texts)
 
 
 def test_the_rules_miss_these_violations(detector):
