@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/detect_generalisation.py [--json F] [--skip-loro]
 
-Four views, rules alone and rules + learned stage side by side:
+Five views, rules alone and rules + learned stage side by side:
 
 1. **in-sample, cross-validated**: the shipped corpus (``audit/data/corpus``), each row
    scored by the learned model fitted without its fold.  The rules were written against
