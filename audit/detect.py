@@ -435,7 +435,9 @@ class Detector:
         find.  A learned hit is dropped where a rule of its category matched inside its
         span and was suppressed for a reason about meaning (negated, quoted, reported,
         lawful framing, a denied question): 我们不会去你单位 is not a threat whatever a
-        classifier of word n-grams thinks."""
+        classifier of word n-grams thinks.  A learned span that disowns its words as
+        someone else's (the catalogue's ``disowning``: 他们说的话不代表我们) is no finding
+        either, whatever its category, as no rule's would be."""
         idx = _TextIndex(self, text)
         hits = self._hits(idx, speaker, callee)
         findings = [h for h in hits if h.suppressed is None]
@@ -446,6 +448,9 @@ class Detector:
             if lh.category in found:
                 continue
             if any(v.category == lh.category and lh.start <= v.start < lh.end for v in vetoes):
+                continue
+            span = idx.canonical[lh.start : lh.end]  # aligned with text, character for character
+            if any(marker in span for marker in self.catalogue.disowning):
                 continue
             out.append(learned_hit(self.catalogue, lh, text))
         return out

@@ -129,6 +129,19 @@ def test_third_party_callee_is_a_feature():
     assert "@callee=third_party" not in features("他欠我们钱", "debtor")
 
 
+def test_a_disowned_sentence_is_no_learned_finding(stage, detector):
+    """Words the speaker disowns as someone else's are no finding of either stage: the
+    learned hit on the same words stands until the sentence disowns them."""
+    said = "我们会把你通讯录里的人一个一个打过去聊聊。"
+    disowned = "外包那边说会把你通讯录里的人一个一个打过去聊聊，这跟我们没关系。"
+    assert not stage.is_training_text(said) and not stage.is_training_text(disowned)
+    hits = stage.hits_batch([said, disowned], ["agent", "agent"])
+    assert hits[0] and hits[1]  # the classifier alone reads both as harassment
+    assert detector.detect_with(said, hits[0], "agent")
+    found = detector.detect_with(disowned, hits[1], "agent")
+    assert found == [], [(h.rule_id, h.match) for h in found]
+
+
 def test_training_texts_are_scored_cross_validated(stage):
     """An eval on the corpus must not score the model on rows it memorised: scored by
     the models fitted without their fold, training rows are found less often."""
