@@ -512,13 +512,13 @@ class Detector:
                 if cue in prefix:
                     return f"reported: {cue}"
             # 黑名单这个说法是不准确的: the word is mentioned, not used.
-            _begin, stop = idx.sentence_bounds(start)
+            begin, stop = idx.sentence_bounds(start)
             after = idx.canonical[end : min(stop, end + MENTION_WINDOW_CHARS)]
             for marker in self.catalogue.mention_markers:
                 if marker in after:
                     return f"mention: {marker}"
             # 那不是我们的人, 他们说要去您单位的话不代表我们: someone else's words, disowned.
-            sentence = idx.canonical[_begin:stop]
+            sentence = idx.canonical[begin:stop]
             if sentence.rstrip().endswith(("？", "?")) and stop < len(idx.canonical):
                 sentence += idx.sentence_text(stop)  # 你说有人说要坐牢？那不是我们的人。
             for marker in self.catalogue.disowning:

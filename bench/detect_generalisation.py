@@ -88,6 +88,14 @@ def flagged_share(report: Report, examples: list[Example]) -> tuple[int, int]:
     return sum(1 for e in rows if str(e.id) in wrong), len(rows)
 
 
+def scored_set(detector, examples: list[Example], learned) -> dict[str, object]:
+    """The summary of a held-apart set, with its compliant agent lines flagged."""
+    report = evaluate(detector, examples, learned)
+    s = summary(report)
+    s["compliant_flagged"] = list(flagged_share(report, examples))
+    return s
+
+
 def register_of(e: Example) -> str:
     return e.source_register or e.register
 
@@ -219,11 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if validation:
         print(f"\n4. validation sets ({len(validation)} rows; never trained on, read freely)")
         for name, learned in (("rules", None), ("rules+learned", stage)):
-            report = evaluate(detector, validation, learned)
-            s = summary(report)
-            flagged, total = flagged_share(report, validation)
-            s["compliant_flagged"] = [flagged, total]
-            out[f"validation_{name}"] = s
+            s = out[f"validation_{name}"] = scored_set(detector, validation, learned)
+            flagged, total = s["compliant_flagged"]
             print(line(name, s) + f"  | lawful flagged {flagged}/{total}")
 
     for path in sorted(BLIND_DIR.glob("blind*.jsonl")) if not args.skip_blind else ():
@@ -232,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n5. {path.name} (never read by whoever tunes detection; totals only)")
         blind = load_examples(path)
         for name, learned in (("rules", None), ("rules+learned", stage)):
-            report = evaluate(detector, blind, learned)
-            s = summary(report)
-            flagged, total = flagged_share(report, blind)
-            s["compliant_flagged"] = [flagged, total]
-            out[f"{key}_{name}"] = s
+            s = out[f"{key}_{name}"] = scored_set(detector, blind, learned)
             print(line(name, s))
             print(f"   {'':<26} precision per category: {s['precision']}")
     out["seconds"] = round(time.perf_counter() - started, 1)
