@@ -12,9 +12,19 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from audit.learned import CATEGORIES, LearnedStage, features, get_learned, sentences
+from audit.learned import (
+    CATEGORIES,
+    LearnedOptions,
+    LearnedStage,
+    _any_violation_fallback,
+    _targets,
+    features,
+    get_learned,
+    sentences,
+)
 
 # Violations phrased so that no rule of the catalogue matches (checked below).
 UNSEEN_VIOLATIONS = [
@@ -114,6 +124,34 @@ def test_hits_carry_category_span_and_score(stage):
         assert h.threshold <= h.score <= 1.0
     assert any(text[h.start : h.end] == UNSEEN_VIOLATIONS[0][0] for h in hits)
     assert sentences("  你好。 再见！") == [(2, 5), (6, 9)]
+
+
+def test_the_any_violation_column_is_fitted_with_its_own_threshold(stage):
+    # One column per category, then any violation; its threshold was chosen out of fold.
+    assert stage.model.W.shape[1] == len(CATEGORIES) + 1
+    assert list(stage.thresholds) == [*CATEGORIES, "any"]
+    assert 0.0 < stage.thresholds["any"] <= 1.0
+    labels = np.zeros((3, len(CATEGORIES)))
+    labels[0, 0] = labels[2, [2, 5]] = 1.0
+    assert _targets(labels, LearnedOptions())[:, -1].tolist() == [1.0, 0.0, 1.0]
+    assert _targets(labels, LearnedOptions(any_fallback_precision=0)).shape == labels.shape
+
+
+def test_any_violation_fallback_speaks_only_where_no_category_did():
+    C = len(CATEGORIES)
+    thresholds = np.tile([*([0.6] * C), 0.9], (4, 1))
+    scores = np.zeros((4, C + 1))
+    units = [(0, 0, 10), (0, 0, 4), (1, 0, 8), (2, 0, 8)]
+    # Text 0: no category passes; its second unit is the surer violation, and is nearest
+    # to the harassment threshold (0.50 of 0.55 beats 0.45 of 0.6).
+    thresholds[:, CATEGORIES.index("harassment")] = 0.55
+    scores[0, [CATEGORIES.index("threat"), C]] = [0.58, 0.91]
+    scores[1, [CATEGORIES.index("threat"), CATEGORIES.index("harassment"), C]] = [0.45, 0.50, 0.95]
+    # Text 1: a category already caught it; text 2: the column is below its threshold.
+    scores[2, C] = 0.99
+    scores[3, [0, C]] = [0.59, 0.89]
+    hits = _any_violation_fallback(units, scores, thresholds, caught={1})
+    assert hits == {(0, CATEGORIES.index("harassment")): (0.95, 1, 0.9)}
 
 
 def test_homophones_share_pinyin_features():

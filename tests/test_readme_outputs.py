@@ -105,7 +105,25 @@ def test_other_transcripts_check_only_what_holds_on_any_cpu(readme, scripted_db)
     proc = outputs("--check", "--db", str(scripted_db), "--readme", str(readme))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "exact figures were made from transcripts 000000000000" in proc.stdout
-    assert "same finding categories per call" in proc.stdout
+    assert "every labelled category found per call" in proc.stdout
+
+
+def test_other_transcripts_may_add_a_category_beyond_the_labels(readme, scripted_db, tmp_path):
+    # Another CPU's Whisper may hear one more violation in a violating call: a note, not a
+    # failure.  Losing a labelled category is a failure (next test).
+    readme.write_text(_as_if_from_another_cpu(readme), encoding="utf-8")
+    db = tmp_path / "extra.duckdb"
+    db.write_bytes(scripted_db.read_bytes())
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, citation) "
+            "VALUES ('x2', 'call_03_threat', 'ML-INDUCEMENT-TO-BORROW', 'inducement_to_borrow', "
+            "'high', 'test')"
+        )
+    proc = outputs("--check", "--db", str(db), "--readme", str(readme))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "beyond the labels: call_03_threat" in proc.stdout
+    assert "'inducement_to_borrow'" in proc.stdout
 
 
 def test_other_transcripts_with_another_category_fail_the_check(readme, scripted_db, tmp_path):
@@ -118,7 +136,17 @@ def test_other_transcripts_with_another_category_fail_the_check(readme, scripted
     readme.write_text(text.replace(facts, json.dumps(found, indent=1)), encoding="utf-8")
     proc = outputs("--check", "--db", str(scripted_db), "--readme", str(readme))
     assert proc.returncode == 1
-    assert "call_03_threat: README categories ['insult']" in proc.stderr
+    assert "call_03_threat: README categories ['insult'] lack ['threat']" in proc.stderr
+
+    # A labelled category the database lacks fails it.
+    db = tmp_path / "lost.duckdb"
+    db.write_bytes(scripted_db.read_bytes())
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM findings WHERE call_id = 'call_03_threat' AND category = 'threat'")
+    readme.write_text(text, encoding="utf-8")
+    proc = outputs("--check", "--db", str(db), "--readme", str(readme))
+    assert proc.returncode == 1
+    assert "call_03_threat: labelled ['threat'], database [" in proc.stderr
 
     # A compliant call with a finding in the database fails it too.
     db = tmp_path / "dirty.duckdb"
