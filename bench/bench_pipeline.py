@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import audit  # noqa: E402,F401  (before faster-whisper: the same OpenMP team as the product)
 from bench._common import SAMPLES, audio_seconds, sample_inbox  # noqa: E402
 
 

@@ -271,6 +271,8 @@ def markdown(out: dict) -> str:
         ("blind_rules+learned", "**blind set**, rules + learned stage"),
         ("blind2_rules", "**second blind set**, rules alone"),
         ("blind2_rules+learned", "**second blind set**, rules + learned stage"),
+        ("blind3_rules", "**third blind set**, rules alone"),
+        ("blind3_rules+learned", "**third blind set**, rules + learned stage"),
         ("validation_rules", "validation sets (independent authors, not trained on), rules alone"),
         ("validation_rules+learned", "validation sets, rules + learned stage"),
         ("in_sample_rules", "corpus, rules alone (in-sample)"),
