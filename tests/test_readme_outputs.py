@@ -108,18 +108,29 @@ def test_other_transcripts_check_only_what_holds_on_any_cpu(readme, scripted_db)
     assert "every labelled category found per call" in proc.stdout
 
 
+def changed_copy(scripted_db: Path, tmp_path: Path, name: str, sql: str) -> Path:
+    """A copy of the scripted database with one statement applied."""
+    db = tmp_path / name
+    db.write_bytes(scripted_db.read_bytes())
+    with duckdb.connect(str(db)) as con:
+        con.execute(sql)
+    return db
+
+
+def finding_on(call_id: str, category: str) -> str:
+    rule = f"ML-{category.upper().replace('_', '-')}"
+    return (
+        "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, citation) "
+        f"VALUES ('x-{call_id}', '{call_id}', '{rule}', '{category}', 'high', 'test')"
+    )
+
+
 def test_other_transcripts_may_add_a_category_beyond_the_labels(readme, scripted_db, tmp_path):
     # Another CPU's Whisper may hear one more violation in a violating call: a note, not a
     # failure.  Losing a labelled category is a failure (next test).
     readme.write_text(_as_if_from_another_cpu(readme), encoding="utf-8")
-    db = tmp_path / "extra.duckdb"
-    db.write_bytes(scripted_db.read_bytes())
-    with duckdb.connect(str(db)) as con:
-        con.execute(
-            "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, citation) "
-            "VALUES ('x2', 'call_03_threat', 'ML-INDUCEMENT-TO-BORROW', 'inducement_to_borrow', "
-            "'high', 'test')"
-        )
+    sql = finding_on("call_03_threat", "inducement_to_borrow")
+    db = changed_copy(scripted_db, tmp_path, "extra.duckdb", sql)
     proc = outputs("--check", "--db", str(db), "--readme", str(readme))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "beyond the labels: call_03_threat" in proc.stdout
@@ -139,23 +150,16 @@ def test_other_transcripts_with_another_category_fail_the_check(readme, scripted
     assert "call_03_threat: README categories ['insult'] lack ['threat']" in proc.stderr
 
     # A labelled category the database lacks fails it.
-    db = tmp_path / "lost.duckdb"
-    db.write_bytes(scripted_db.read_bytes())
-    with duckdb.connect(str(db)) as con:
-        con.execute("DELETE FROM findings WHERE call_id = 'call_03_threat' AND category = 'threat'")
+    sql = "DELETE FROM findings WHERE call_id = 'call_03_threat' AND category = 'threat'"
+    db = changed_copy(scripted_db, tmp_path, "lost.duckdb", sql)
     readme.write_text(text, encoding="utf-8")
     proc = outputs("--check", "--db", str(db), "--readme", str(readme))
     assert proc.returncode == 1
     assert "call_03_threat: labelled ['threat'], database [" in proc.stderr
 
     # A compliant call with a finding in the database fails it too.
-    db = tmp_path / "dirty.duckdb"
-    db.write_bytes(scripted_db.read_bytes())
-    with duckdb.connect(str(db)) as con:
-        con.execute(
-            "INSERT INTO findings (finding_id, call_id, rule_id, category, severity, citation) "
-            "VALUES ('x1', 'call_01_compliant', 'CN-INS-ABUSE', 'insult', 'high', 'test')"
-        )
+    sql = finding_on("call_01_compliant", "insult")
+    db = changed_copy(scripted_db, tmp_path, "dirty.duckdb", sql)
     proc = outputs("--check", "--db", str(db), "--readme", str(readme))
     assert proc.returncode == 1
     assert "compliant call_01_compliant has findings: ['insult']" in proc.stderr
