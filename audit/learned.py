@@ -460,8 +460,9 @@ def fit_all(ts: TrainingSet, options: LearnedOptions) -> tuple[Model, list[Model
     """The full model and one model per cross-validation fold (fitted without it).
 
     The fold models' out-of-fold scores choose the thresholds, which all models share:
-    one number per category is tuned on labels the fold model did not train on, so the
-    cross-validated figures of ``callaudit eval`` are honest up to that one number.
+    one number per category (and one for the pooled any-violation column) is tuned on
+    labels the fold model did not train on, so the cross-validated figures of
+    ``callaudit eval`` are honest up to those numbers.
     """
     n = len(ts.examples)
     folds = np.array([fold_of(e.group, options.folds) for e in ts.examples])
